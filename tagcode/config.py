@@ -1,0 +1,87 @@
+"""Stage configuration: one pydantic model per stage, filled from params.yaml and overridden by the CLI.
+
+A params.yaml with an unknown key or a wrong type is refused with one line naming the file and key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tagcode.errors import TagcodeError
+
+C = TypeVar("C", bound="StageConfig")
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's config: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """Read params.yaml as a mapping of stage name to section (one-line error when malformed)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TagcodeError(f"{p}: params file not found") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise TagcodeError(f"{p}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise TagcodeError(f"{p}: expected a mapping of stage sections, got {type(data).__name__}")
+    return data
+
+
+def validation_message(exc: ValidationError, where: str) -> str:
+    """Compress a pydantic ValidationError into one line: ``where: key: problem (got value)``."""
+    err = exc.errors()[0]
+    key = ".".join(str(x) for x in err["loc"]) or "<section>"
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key {key!r}"
+    got = err.get("input")
+    shown = json.dumps(got, default=str) if not isinstance(got, dict) else "{...}"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}: {key}: {err['msg']} (got {shown}){more}"
+
+
+def build_config(
+    cls: type[C],
+    section: str,
+    params_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> C:
+    """Defaults < params.yaml[section] < overrides, validated into ``cls``."""
+    values: dict[str, Any] = {}
+    where = f"{section} options"
+    if params_path is not None:
+        data = read_params(params_path)
+        raw = data.get(section, {}) or {}
+        if not isinstance(raw, dict):
+            raise TagcodeError(f"{params_path}: section {section!r} must be a mapping")
+        values.update(raw)
+        where = f"{params_path}: {section}"
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        raise TagcodeError(validation_message(exc, where)) from None
+
+
+def check_params_file(path: str | Path, sections: dict[str, type[StageConfig]]) -> None:
+    """Validate every section of a params file; unknown top-level sections are errors too."""
+    data = read_params(path)
+    for name in data:
+        if name not in sections:
+            raise TagcodeError(f"{path}: unknown section {name!r}; known: {', '.join(sorted(sections))}")
+    for name, cls in sections.items():
+        if name in data:
+            build_config(cls, name, path)
