@@ -1,0 +1,51 @@
+# tagcode: `make demo` sets up and runs the pipeline on OpenClipArt; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | sha1sum | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+EXTRAS := pipeline,tracking,dvc,dev
+DEBIAN_PACKAGES := openclipart-svg openclipart-png dataset-fashion-mnist
+
+# No telemetry, and DVC's site cache inside the project instead of /var/tmp.
+export DVC_NO_ANALYTICS := 1
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site_cache
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup system-packages demo test lint bench clean
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 || { \
+	  echo "installing Debian packages: $(DEBIAN_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; }
+
+$(STAMP):
+	python3 -m venv $(VENV)
+	$(call pip,--upgrade pip)
+	$(call pip,-c requirements/constraints.txt "torch==2.13.0")
+	$(call pip,-c requirements/constraints.txt -e ".[$(EXTRAS)]")
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+# pip prints one harmless "Location ... is ignored" warning per local index; show the log only on failure.
+pip = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || { grep -v "is ignored" $(VENV)/pip.log; exit 1; }
+
+demo: setup
+	$(VENV)/bin/dvc repro
+	@$(VENV)/bin/tagcode show
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) bench/eval_speed.py
+
+clean:
+	rm -rf data models metrics plots .dvc/site_cache
