@@ -21,8 +21,7 @@ from pydantic.fields import FieldInfo
 
 from tagcode.config import StageConfig, build_config, check_params_file
 from tagcode.errors import TagcodeError
-
-STAGES = ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "report")
+from tagcode.stages import STAGES
 
 app = typer.Typer(
     name="tagcode",
@@ -114,6 +113,20 @@ def check_params(path: Path = typer.Argument(Path("params.yaml"), help="params f
     """Validate every section of a params file (unknown keys and wrong types are errors)."""
     check_params_file(path, {s: stage_module(s).Config for s in STAGES})
     typer.echo(f"{path}: ok")
+
+
+@app.command("show")
+def show(
+    root: Path = typer.Option(Path("."), help="project directory holding data/ and reports/"),
+) -> None:
+    """Print the summaries of the stages that have run (reads their report.json files)."""
+    for name, rel in (("prepare", "data/prepared"), ("clean_tags", "data/tags"), ("embed_tags", "data/embed")):
+        path = root / rel / "report.json"
+        if path.is_file():
+            typer.echo(stage_module(name).format_summary(json.loads(path.read_text(encoding="utf-8"))))
+    table = root / "reports" / "table.md"
+    if table.is_file():
+        typer.echo(table.read_text(encoding="utf-8"))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ or write buffer grows without bound. The writer streams images to disk one at a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -72,10 +73,8 @@ class CacheWriter:
         if self._fh is not None:
             self._fh.close()
         err = RuntimeError("cache write aborted")
-        try:
+        with contextlib.suppress(RuntimeError):
             self._atomic.__exit__(RuntimeError, err, None)
-        except RuntimeError:
-            pass
 
     def __enter__(self) -> CacheWriter:
         return self

@@ -87,7 +87,7 @@ def run(cfg: Config) -> dict[str, Any]:
     graph = correlation_graph(train_kept, tau=cfg.tau) if cfg.graph else sp.csr_matrix((len(kept_idx),) * 2)
     enhanced = enhance(emb, graph, alpha=cfg.alpha) if cfg.graph else emb
     if cfg.merge:
-        target = int(round(cfg.target_size * len(kept_idx))) if cfg.target_size < 1 else int(cfg.target_size)
+        target = round(cfg.target_size * len(kept_idx)) if cfg.target_size < 1 else int(cfg.target_size)
         eps = cfg.eps if cfg.eps is not None else calibrate_eps(enhanced, min(target, len(kept_idx)))
         final, groups = merge_synonyms(enhanced, eps=eps, min_samples=cfg.min_samples)
     else:
