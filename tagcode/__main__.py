@@ -1,0 +1,5 @@
+"""``python -m tagcode`` runs the CLI."""
+
+from tagcode.cli import main
+
+main()

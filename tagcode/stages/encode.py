@@ -1,0 +1,58 @@
+"""encode: database codes, query embeddings and a faiss index from a trained model.
+
+Outputs in ``out``: ``database/`` and ``query/`` (code containers, ``tagcode.retrieval.codes``),
+``index.faiss`` (the serving index: binary Hamming, additive-quantizer AQD or flat inner product) and
+``meta.json`` (method, bits, kind, counts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from tagcode.config import StageConfig
+from tagcode.data.manifest import read_manifest
+from tagcode.errors import TagcodeError
+from tagcode.io import atomic_path, write_json
+from tagcode.methods import load_method
+from tagcode.retrieval.codes import save_codes
+from tagcode.retrieval.index import to_faiss_index, write_index
+from tagcode.stages.train import features_for
+
+
+class Config(StageConfig):
+    """Options of the encode stage."""
+
+    model: str = Field("models/itq-32", description="model directory written by the train stage")
+    prepared: str = Field("data/prepared", description="output directory of the prepare stage")
+    features: str = Field("data/features", description="output directory of the features stage")
+    out: str = Field("codes/itq-32", description="output directory")
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Run the stage; returns a summary."""
+    manifest = read_manifest(Path(cfg.prepared) / "manifest.parquet")
+    method = load_method(cfg.model)
+    db_ids, q_ids = manifest.ids_of("database"), manifest.ids_of("query")
+    if len(db_ids) == 0 or len(q_ids) == 0:
+        raise TagcodeError(f"{cfg.prepared}: the split needs query and database images "
+                           f"(query {len(q_ids)}, database {len(db_ids)})")
+    database = method.encode(features_for(cfg.features, db_ids), db_ids)
+    query = method.encode_query(features_for(cfg.features, q_ids), q_ids)
+    with atomic_path(cfg.out) as out:
+        out.mkdir()
+        save_codes(database, out / "database")
+        save_codes(query, out / "query")
+        write_index(to_faiss_index(database), out / "index.faiss")
+        summary = {"method": method.name, "bits": method.bits, "kind": method.kind, "database": len(db_ids),
+                   "query": len(q_ids), "out": cfg.out}
+        write_json(out / "meta.json", summary)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A short human summary for the CLI."""
+    return (f"encode: {summary['method']} {summary['bits']} bits ({summary['kind']}): {summary['database']} "
+            f"database codes, {summary['query']} queries → {summary['out']}")
