@@ -44,7 +44,7 @@ class Config(StageConfig):
                                                       "(quick runs); None: all")
     image_size: int = Field(64, ge=8, le=1024, description="side of the square cached thumbnails, pixels")
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="images per cache shard file")
-    max_pixels: int = Field(200_000_000, ge=1, description="images declaring more pixels are refused as "
+    max_pixels: int = Field(40_000_000, ge=1, description="images declaring more pixels are refused as "
                                                            "decompression bombs")
     workers: int = Field(2, ge=1, description="decoding threads")
     out: str = Field("data/prepared", description="output directory")
