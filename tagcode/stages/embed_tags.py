@@ -80,6 +80,7 @@ def run(cfg: Config) -> dict[str, Any]:
     if not kept.any():
         raise TagcodeError(f"{cfg.vectors}: none of the {len(vocab)} tags has a word vector (oov={cfg.oov})")
     kept_idx = np.flatnonzero(kept)
+    emb = emb[kept_idx]
     if cfg.center:
         emb = emb - emb.mean(axis=0, keepdims=True)
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)

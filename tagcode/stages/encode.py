@@ -16,9 +16,6 @@ from tagcode.config import StageConfig
 from tagcode.data.manifest import read_manifest
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
-from tagcode.methods import load_method
-from tagcode.retrieval.codes import save_codes
-from tagcode.retrieval.index import to_faiss_index, write_index
 from tagcode.stages.train import features_for
 
 
@@ -33,6 +30,9 @@ class Config(StageConfig):
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns a summary."""
+    from tagcode.methods import load_method
+    from tagcode.retrieval.codes import save_codes
+    from tagcode.retrieval.index import to_faiss_index, write_index
     manifest = read_manifest(Path(cfg.prepared) / "manifest.parquet")
     method = load_method(cfg.model)
     db_ids, q_ids = manifest.ids_of("database"), manifest.ids_of("query")

@@ -16,15 +16,12 @@ from pydantic import Field
 from tagcode.config import StageConfig
 from tagcode.data.manifest import read_labels
 from tagcode.errors import TagcodeError
-from tagcode.evaluation.plots import plot_pr_curves
-from tagcode.evaluation.protocols import PROTOCOLS, evaluate, metric_key
 from tagcode.io import read_json, write_json
-from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes, load_codes
 
 # Which registered protocol carries each family's conventions (k, AP normaliser, empty-query policy).
 FAMILIES = {"wsdhq": "wsdhq", "wshrca": "wshrca_mirflickr", "wshrca_nuswide": "wshrca_nuswide",
             "at5000": "wshrca_at5000"}
-SCORES = {BinaryCodes: "hamming", QuantizedCodes: "aqd", FloatCodes: "float"}
+SCORES = {"BinaryCodes": "hamming", "QuantizedCodes": "aqd", "FloatCodes": "float"}
 
 
 class Config(StageConfig):
@@ -38,22 +35,26 @@ class Config(StageConfig):
     out: str = Field("metrics/itq-32", description="output directory")
 
 
-def representation(codes: BinaryCodes | QuantizedCodes | FloatCodes) -> dict[str, Any]:
-    """The arrays a search needs from a code container."""
-    if isinstance(codes, BinaryCodes):
+def representation(codes: Any) -> dict[str, Any]:
+    """The arrays a search needs from a code container (BinaryCodes, QuantizedCodes or FloatCodes)."""
+    kind = type(codes).__name__
+    if kind == "BinaryCodes":
         return {"bits": codes.bits}
-    if isinstance(codes, QuantizedCodes):
+    if kind == "QuantizedCodes":
         return {"codes": codes.codes, "codebooks": codes.codebooks}
     return {"x": codes.x}
 
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns the metrics also written to ``metrics.json``."""
+    from tagcode.evaluation.plots import plot_pr_curves
+    from tagcode.evaluation.protocols import PROTOCOLS, evaluate, metric_key
+    from tagcode.retrieval.codes import load_codes
     database, query = load_codes(Path(cfg.codes) / "database"), load_codes(Path(cfg.codes) / "query")
     manifest = Path(cfg.prepared) / "manifest.parquet"
     db_labels, _ = read_labels(manifest, list(database.ids))
     q_labels, _ = read_labels(manifest, list(query.ids))
-    score = SCORES[type(database)]
+    score = SCORES[type(database).__name__]
     results: dict[str, Any] = {}
     curves = {}
     for family in cfg.protocols:

@@ -12,10 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from tagcode.backbones import create_backbone
-from tagcode.backbones.extract import extract_features
 from tagcode.config import StageConfig
-from tagcode.data.cache import ImageCache
 
 
 class Config(StageConfig):
@@ -35,6 +32,9 @@ class Config(StageConfig):
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns the extraction summary."""
+    from tagcode.backbones import create_backbone
+    from tagcode.backbones.extract import extract_features
+    from tagcode.data.cache import ImageCache
     kwargs: dict[str, Any] = {"size": cfg.input_size} if cfg.input_size else {}
     backbone = create_backbone(cfg.backbone, weights=cfg.weights, **kwargs)
     cache = ImageCache(Path(cfg.prepared) / "images")

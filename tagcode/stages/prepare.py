@@ -20,9 +20,7 @@ from pydantic import Field
 
 from tagcode.config import StageConfig
 from tagcode.data.cache import DEFAULT_SHARD_SIZE, CacheWriter
-from tagcode.data.images import ImageDecodeError, decode_image
 from tagcode.data.manifest import write_manifest
-from tagcode.data.sources import load_source
 from tagcode.data.splits import assign_split
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
@@ -60,6 +58,7 @@ def _subset(records: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame
 
 def _decode_all(frame: pd.DataFrame, loader: Any, cfg: Config, writer: CacheWriter) -> list[tuple[str, str]]:
     """Decode the query/database images into the cache; return (image_id, reason) for failures."""
+    from tagcode.data.images import ImageDecodeError, decode_image
 
     def one(uri: str) -> np.ndarray | str:
         try:
@@ -80,6 +79,8 @@ def _decode_all(frame: pd.DataFrame, loader: Any, cfg: Config, writer: CacheWrit
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns the report that is also written to ``report.json``."""
+    from tagcode.data.sources import load_source
+
     src = load_source(cfg.source, cfg.root, **cfg.options)
     records = _subset(src.records, cfg.limit, cfg.seed or 0)
     if records.empty:
@@ -111,8 +112,8 @@ def run(cfg: Config) -> dict[str, Any]:
 
 
 def _reason_kind(reason: str) -> str:
-    """Group skip reasons by their last clause, e.g. ``im3.jpg: truncated image`` → ``truncated image``."""
-    return reason.rsplit(": ", 1)[-1][:60]
+    """Group skip reasons: ``im3.png: decompression bomb (…)`` → ``decompression bomb``."""
+    return reason.rsplit(": ", 1)[-1].split(" (")[0][:60]
 
 
 def format_summary(report: dict[str, Any]) -> str:

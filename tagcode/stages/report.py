@@ -14,7 +14,6 @@ from pydantic import Field
 
 from tagcode.config import StageConfig
 from tagcode.errors import TagcodeError
-from tagcode.evaluation.plots import plot_map_vs_bits
 from tagcode.io import atomic_open, write_json
 
 
@@ -48,6 +47,7 @@ def markdown_table(rows: list[dict[str, Any]], protocols: list[str]) -> str:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns the table rows."""
+    from tagcode.evaluation.plots import plot_map_vs_bits
     rows = collect(cfg.metrics)
     protocols = sorted({k for r in rows for k in r} - {"method", "bits", "kind"})
     out = Path(cfg.out)

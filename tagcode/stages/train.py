@@ -12,11 +12,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from tagcode.backbones.extract import load_features
 from tagcode.config import StageConfig
 from tagcode.data.manifest import read_manifest
 from tagcode.errors import TagcodeError
-from tagcode.methods import create_method
 
 
 class Config(StageConfig):
@@ -34,6 +32,8 @@ class Config(StageConfig):
 
 def features_for(features_dir: str | Path, image_ids: np.ndarray) -> np.ndarray:
     """Feature rows for ``image_ids`` (by id, never by position); an unknown id is a one-line error."""
+    from tagcode.backbones.extract import load_features
+
     ids, x = load_features(features_dir)
     pos = {i: k for k, i in enumerate(ids)}
     missing = [i for i in image_ids if i not in pos]
@@ -44,6 +44,7 @@ def features_for(features_dir: str | Path, image_ids: np.ndarray) -> np.ndarray:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns a summary."""
+    from tagcode.methods import create_method
     manifest = read_manifest(Path(cfg.prepared) / "manifest.parquet")
     train_ids = manifest.ids_of("train")
     if len(train_ids) == 0:
