@@ -9,6 +9,7 @@ EXTRAS := pipeline,tracking,dvc,dev
 DEBIAN_PACKAGES := openclipart-svg openclipart-png dataset-fashion-mnist
 
 # No telemetry, and DVC's site cache inside the project instead of /var/tmp.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site_cache
 export MLFLOW_DISABLE_TELEMETRY := true

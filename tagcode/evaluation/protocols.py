@@ -8,6 +8,7 @@
 | ``wshrca_nuswide`` | Hamming | 50000 | retrieved | count as 0 |
 | ``wshrca_at5000`` | Hamming | 5000 | retrieved | count as 0 |
 
+A query is *empty* when no relevant item is retrieved within its top k (at k = all: none in the database).
 Ties are broken by ascending database index (``tagcode.retrieval.search``). Queries without any label are
 a reported skip (``n_unlabelled``), never a silent zero.
 """
