@@ -63,7 +63,7 @@ def test_official_needs_origin() -> None:
 
 
 def test_unknown_protocol() -> None:
-    with pytest.raises(TagcodeError, match="unknown split protocol 'wshcra'.*did you mean 'wshrca'"):
+    with pytest.raises(TagcodeError, match=r"unknown split protocol 'wshcra'.*did you mean 'wshrca'"):
         assign_split(_records(), "wshcra")
 
 

@@ -103,7 +103,7 @@ def test_bad_vector_files(tmp_path) -> None:
 def test_oov_policies(glove) -> None:
     vocab = ["dog", "New York", "qqzzxx", "sunset"]
     lists = [["qqzzxx", "dog"], ["qqzzxx", "sunset"]] * 5
-    e, kept, rep = embed_vocabulary(vocab, glove, oov="drop")
+    _e, kept, rep = embed_vocabulary(vocab, glove, oov="drop")
     assert kept.tolist() == [True, True, False, True] and rep["n_oov"] == 1 and rep["lookup_variants_used"] == 1
     e2, kept2, _ = embed_vocabulary(vocab, glove, oov="random", seed=1)
     e3, _, _ = embed_vocabulary(vocab, glove, oov="random", seed=1)
