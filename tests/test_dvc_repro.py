@@ -55,7 +55,7 @@ def test_dvc_repro_fresh_repo_then_noop(tmp_path: Path) -> None:
     for stage in ("prepare", "clean_tags", "embed_tags", "features", "train_binary@itq-16",
                   "encode_quantizer@pq-8", "evaluate_float@float-32", "report"):
         assert f"Running stage '{stage}'" in first
-    assert "prepare: 48 records from folder" in first
+    assert "prepare: 280 records from folder" in first
     for path in ("data/prepared/manifest.parquet", "data/tags/vocab.parquet", "data/embed/tag_embeddings.npy",
                  "data/features/features.npy", "models/itq-16", "codes/pq-8/index.faiss",
                  "metrics/itq-16/metrics.json", "reports/table.md"):

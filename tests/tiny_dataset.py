@@ -19,7 +19,7 @@ COLOURS = {"red": (200, 30, 30), "blue": (30, 60, 200), "green": (30, 170, 50), 
 NOISE_TAGS = ["photo", "nice", "day", "canon"]
 
 
-def build_tiny_dataset(root: Path, n_per_class: int = 12, seed: int = 0) -> Path:
+def build_tiny_dataset(root: Path, n_per_class: int = 70, seed: int = 0) -> Path:
     """Write ``root/images/*.png`` and ``root/tags.jsonl`` (image, tags, labels) and return ``root``."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)

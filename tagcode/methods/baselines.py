@@ -93,6 +93,12 @@ class _Quantizer(Method):
     def m(self) -> int:
         return self.bits // 8
 
+    def fit(self, x: np.ndarray) -> _Quantizer:
+        if len(x) < 256:
+            raise TagcodeError(f"{self.name}: 256 codewords per codebook need at least 256 training images, "
+                               f"got {len(x)}")
+        return super().fit(x)
+
     def _pad(self, x: np.ndarray) -> np.ndarray:
         d = int(self.arrays["codebooks"].shape[2]) if "codebooks" in self.arrays else x.shape[1]
         return np.pad(x, ((0, 0), (0, d - x.shape[1]))) if d > x.shape[1] else x
