@@ -1,7 +1,6 @@
 """The tagcode DAG: prepare → clean_tags → embed_tags, prepare → features, then train → encode → evaluate
 for every (method, bits) cell in parallel. Parameters are the params.yaml sections."""
 
-from __future__ import annotations
 
 from kfp import dsl, kubernetes
 
@@ -14,10 +13,11 @@ from components.prepare import prepare
 from components.train import train
 
 # The same grid as dvc.yaml's train/encode/evaluate matrices (tests/test_pipeline.py checks they agree).
+# Keys in sorted order: kfp round-trips defaults through protobuf Structs, which sort them.
 DEFAULT_CELLS = (
-    [{"method": m, "bits": b} for m in ("lsh", "itq") for b in (16, 32, 64)]
-    + [{"method": m, "bits": b} for m in ("pq", "opq", "lsq") for b in (8, 16, 24, 32)]
-    + [{"method": "float", "bits": 32}]
+    [{"bits": b, "method": m} for m in ("lsh", "itq") for b in (16, 32, 64)]
+    + [{"bits": b, "method": m} for m in ("pq", "opq", "lsq") for b in (8, 16, 24, 32)]
+    + [{"bits": 32, "method": "float"}]
 )
 S3_SECRET = "tagcode-s3"
 
@@ -63,7 +63,7 @@ def build(gpu: bool = False):
     return tagcode_pipeline
 
 
-def arguments(params: dict, cells: list[dict] | None = None) -> dict:
+def arguments(params: dict, cells: list | None = None) -> dict:
     """Pipeline arguments from a params.yaml mapping (paths between stages are KFP artifacts, not params)."""
     path_keys = {"out", "prepared", "tags", "features", "model", "codes", "metrics"}
     args = {f"{stage}_params": {k: v for k, v in (params.get(stage) or {}).items() if k not in path_keys}
