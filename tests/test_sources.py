@@ -82,7 +82,7 @@ def test_mirflickr_missing_image_and_bad_tags(tmp_path: Path, mirflickr_mini: Pa
     assert any("tags961.txt" in item and reason == "image missing" for item, reason in src.skipped)
     assert any("tags962.txt" in item and "Latin-1" in reason for item, reason in src.skipped)
     assert src.records.set_index("image_id").loc["962", "tags"] == ["café", "sky"]
-    with pytest.raises(TagcodeError, match="no mirflickr/im<N>.jpg images found"):
+    with pytest.raises(TagcodeError, match=r"no mirflickr/im<N>\.jpg images found"):
         load_source("mirflickr", str(tmp_path / "m" / "mirflickr25k_annotations_v080"))
 
 
@@ -98,7 +98,7 @@ def test_nuswide_21_concept_layout_from_real_tags(tmp_path: Path, shared_dir: Pa
     assert (src.records["origin"] == "test").sum() == 10
     assert photo_id("images/0213_201390550.jpg") == "201390550"
     assert photo_id("Flickr\\actor_dir\\0001_2124494179.jpg") == "2124494179"
-    with pytest.raises(TagcodeError, match="Final_Tag_List.txt not found"):
+    with pytest.raises(TagcodeError, match=r"Final_Tag_List\.txt not found"):
         load_source("nuswide", str(root), vocabulary="final5018")
 
 
@@ -153,7 +153,7 @@ def test_folder_bad_tag_files(tmp_path: Path, content: bytes, message: str) -> N
 
 def test_unknown_source() -> None:
     assert set(SOURCES.names()) == {"fashion_mnist", "folder", "mirflickr", "nuswide", "openclipart"}
-    with pytest.raises(TagcodeError, match="unknown dataset source 'mirflikr'.*did you mean 'mirflickr'"):
+    with pytest.raises(TagcodeError, match=r"unknown dataset source 'mirflikr'.*did you mean 'mirflickr'"):
         load_source("mirflikr", "/nowhere")
 
 
