@@ -139,7 +139,8 @@ def test_label_packing_beyond_64_labels() -> None:
 
 def test_plots_are_pngs(tmp_path: Path) -> None:
     plot_pr_curves({"a": ([1.0, 0.5], [0.1, 0.9])}, tmp_path / "pr.png")
-    plot_map_vs_bits([("itq", 16, 0.3), ("itq", 32, 0.35), ("lsh", 16, 0.2)], tmp_path / "m.png")
+    plot_map_vs_bits({"wsdhq": [("itq", 16, 0.3), ("itq", 32, 0.35), ("lsh", 16, 0.2)], "wshrca": []},
+                     tmp_path / "m.png")
     for name in ("pr.png", "m.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

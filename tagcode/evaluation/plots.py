@@ -31,20 +31,20 @@ def plot_pr_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]]
     plt.close(fig)
 
 
-def plot_map_vs_bits(rows: Iterable[tuple[str, int, float]], path: str | Path,
-                     title: str = "mAP vs code length") -> None:
-    """mAP against code length, one line per method, to a PNG."""
+def plot_map_vs_bits(panels: Mapping[str, Iterable[tuple[str, int, float]]], path: str | Path) -> None:
+    """mAP against code length: one panel per protocol, one line per method, to a PNG."""
     plt = _figure()
-    by_method: dict[str, list[tuple[int, float]]] = {}
-    for method, bits, value in rows:
-        by_method.setdefault(method, []).append((bits, value))
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    for method, pts in sorted(by_method.items()):
-        pts.sort()
-        ax.plot([b for b, _ in pts], [v for _, v in pts], marker="o", label=method)
-    ax.set(xlabel="bits", ylabel="mAP", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=100, squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels.items(), strict=True):
+        by_method: dict[str, list[tuple[int, float]]] = {}
+        for method, bits, value in rows:
+            by_method.setdefault(method, []).append((bits, value))
+        for method, pts in sorted(by_method.items()):
+            pts.sort()
+            ax.plot([b for b, _ in pts], [v for _, v in pts], marker="o", label=method)
+        ax.set(xlabel="bits", ylabel="mAP", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)

@@ -1,7 +1,7 @@
 """report: the baseline table (mAP per method × bits × protocol) and the mAP-vs-code-length plots.
 
 Reads every ``<metrics>/<method>-<bits>/metrics.json`` written by evaluate; writes ``table.json``,
-``table.md`` and ``map_vs_bits_<protocol>.png`` in ``out``.
+``table.md`` and ``map_vs_bits.png`` (one panel per protocol) in ``out``.
 """
 
 from __future__ import annotations
@@ -55,9 +55,8 @@ def run(cfg: Config) -> dict[str, Any]:
     write_json(out / "table.json", {"rows": rows, "protocols": protocols})
     with atomic_open(out / "table.md", "w", encoding="utf-8") as fh:
         fh.write(markdown_table(rows, protocols))
-    for p in protocols:
-        plot_map_vs_bits([(r["method"], r["bits"], r[p]) for r in rows if p in r and r["kind"] != "float"],
-                         out / f"map_vs_bits_{p}.png")
+    plot_map_vs_bits({f"{p} protocol": [(r["method"], r["bits"], r[p]) for r in rows if p in r and r["kind"] != "float"]
+                      for p in protocols}, out / "map_vs_bits.png")
     return {"rows": rows, "protocols": protocols, "out": cfg.out}
 
 
