@@ -7,6 +7,7 @@
 | ``wshrca_mirflickr`` | Hamming | all | all relevant | count as 0 |
 | ``wshrca_nuswide`` | Hamming | 50000 | retrieved | count as 0 |
 | ``wshrca_at5000`` | Hamming | 5000 | retrieved | count as 0 |
+| ``top100`` | Hamming | 100 | retrieved | count as 0 |
 
 A query is *empty* when no relevant item is retrieved within its top k (at k = all: none in the database).
 Ties are broken by ascending database index (``tagcode.retrieval.search``). Queries without any label are
@@ -49,6 +50,7 @@ for _p in (
     Protocol("wshrca_mirflickr", "hamming", None, "total", "zero"),
     Protocol("wshrca_nuswide", "hamming", 50000, "retrieved", "zero"),
     Protocol("wshrca_at5000", "hamming", 5000, "retrieved", "zero"),
+    Protocol("top100", "hamming", 100, "retrieved", "zero"),
 ):
     PROTOCOLS.register(_p.name)(lambda _p=_p: _p)
 

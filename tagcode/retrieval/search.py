@@ -14,7 +14,7 @@ import numpy as np
 
 from tagcode.errors import TagcodeError
 
-QUERY_BATCH = 128
+QUERY_BATCH = 256
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -30,36 +30,46 @@ def hamming_knn(q_packed: np.ndarray, db_packed: np.ndarray, k: int) -> tuple[np
     import faiss
 
     k = min(k, len(db_packed))
+    # The counting-sort variant scans the database in order and buckets by distance, so equal distances stay
+    # in ascending id order (checked against a stable brute force in tests), and it beats the heap at large k.
     d, i = faiss.knn_hamming(np.ascontiguousarray(q_packed, dtype=np.uint8),
-                             np.ascontiguousarray(db_packed, dtype=np.uint8), k)
-    # knn_hamming keeps equal distances in ascending id order; make it a guarantee, not an assumption.
-    order = np.lexsort((i, d), axis=1)
-    return np.take_along_axis(d, order, 1).astype(np.int32), np.take_along_axis(i, order, 1).astype(np.int64)
+                             np.ascontiguousarray(db_packed, dtype=np.uint8), k, variant="mc")
+    return d.astype(np.int32), i.astype(np.int64)
 
 
-def _topk_desc(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k of ``scores`` by (score descending, index ascending), exact at the boundary."""
-    n = scores.shape[1]
-    if k >= n:
-        order = np.lexsort((np.broadcast_to(np.arange(n), scores.shape), -scores), axis=1)
-        return np.take_along_axis(scores, order, 1), order.astype(np.int64)
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
-    out_s = np.empty((len(scores), k), dtype=scores.dtype)
-    out_i = np.empty((len(scores), k), dtype=np.int64)
-    for r in range(len(scores)):
-        cand = np.flatnonzero(scores[r] >= kth[r, 0])  # ascending indices: ties at the k-th place keep the lowest
-        order = np.lexsort((cand, -scores[r, cand]))[:k]
-        out_i[r] = cand[order]
-        out_s[r] = scores[r, out_i[r]]
-    return out_s, out_i
+def _exact_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full sort of each row by (score descending, index ascending); the reference ordering."""
+    order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, 1), order.astype(np.int64)
 
 
 def _ip_knn(xq: np.ndarray, xb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k with ties by ascending index.
+
+    faiss (BLAS + heap) finds the k+1 best; rows whose list contains equal scores are re-sorted by index
+    (faiss orders ties by descending id), and the rare rows whose k-th and (k+1)-th scores tie, where a
+    tied item may have been left out, are recomputed exactly.
+    """
+    import faiss
+
     xq = np.ascontiguousarray(xq, dtype=np.float32)
     xb = np.ascontiguousarray(xb, dtype=np.float32)
-    k = min(k, len(xb))
-    parts = [_topk_desc(xq[s:s + QUERY_BATCH] @ xb.T, k) for s in range(0, len(xq), QUERY_BATCH)]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    n = len(xb)
+    k = min(k, n)
+    if k == n:
+        parts = [_exact_rows(xq[s:s + QUERY_BATCH] @ xb.T, k) for s in range(0, len(xq), QUERY_BATCH)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    d, i = faiss.knn(xq, xb, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    boundary = d[:, k - 1] == d[:, k]
+    d, i = d[:, :k], i[:, :k]
+    tied = (d[:, 1:] == d[:, :-1]).any(axis=1) & ~boundary
+    for r in np.flatnonzero(tied):
+        order = np.lexsort((i[r], -d[r]))
+        d[r], i[r] = d[r, order], i[r, order]
+    for r in np.flatnonzero(boundary):
+        exact_d, exact_i = _exact_rows(xq[r:r + 1] @ xb.T, k)
+        d[r], i[r] = exact_d[0], exact_i[0]
+    return d, i.astype(np.int64)
 
 
 def reconstruct(codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from tagcode.io import read_json, write_json
 
 # Which registered protocol carries each family's conventions (k, AP normaliser, empty-query policy).
 FAMILIES = {"wsdhq": "wsdhq", "wshrca": "wshrca_mirflickr", "wshrca_nuswide": "wshrca_nuswide",
-            "at5000": "wshrca_at5000"}
+            "at5000": "wshrca_at5000", "at100": "top100"}
 SCORES = {"BinaryCodes": "hamming", "QuantizedCodes": "aqd", "FloatCodes": "float"}
 
 
