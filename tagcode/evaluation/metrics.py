@@ -23,6 +23,8 @@ def pack_labels(labels: np.ndarray) -> np.ndarray:
 def relevance(q_labels: np.ndarray, db_labels: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """``rel[q, j]`` is True when retrieved item ``indices[q, j]`` shares ≥ 1 label with query q."""
     qm, dm = pack_labels(q_labels), pack_labels(db_labels)
+    if qm.shape[1] == 1:  # ≤ 64 labels: one word per item
+        return (qm[:, :1] & dm[:, 0][indices]) != 0
     return ((qm[:, None, :] & dm[indices]) != 0).any(axis=2)
 
 

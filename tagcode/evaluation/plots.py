@@ -44,7 +44,8 @@ def plot_map_vs_bits(panels: Mapping[str, Iterable[tuple[str, int, float]]], pat
             ax.plot([b for b, _ in pts], [v for _, v in pts], marker="o", label=method)
         ax.set(xlabel="bits", ylabel="mAP", title=title)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if by_method:
+            ax.legend()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)

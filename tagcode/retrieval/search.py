@@ -43,12 +43,22 @@ def _exact_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(scores, order, 1), order.astype(np.int64)
 
 
+def _ties_by_index(d: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Reorder each row's runs of equal scores so their ids ascend; ``d`` is already sorted descending."""
+    n, k = d.shape
+    new_run = np.ones((n, k), dtype=bool)
+    new_run[:, 1:] = d[:, 1:] != d[:, :-1]
+    pos = np.broadcast_to(np.arange(k), (n, k))
+    start = np.maximum.accumulate(np.where(new_run, pos, 0), axis=1)
+    order = np.lexsort((i, start), axis=1)  # by run, then by id
+    return np.take_along_axis(i, order, 1)
+
+
 def _ip_knn(xq: np.ndarray, xb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-k with ties by ascending index.
 
-    faiss (BLAS + heap) finds the k+1 best; rows whose list contains equal scores are re-sorted by index
-    (faiss orders ties by descending id), and the rare rows whose k-th and (k+1)-th scores tie, where a
-    tied item may have been left out, are recomputed exactly.
+    faiss (BLAS + heap) finds the k+1 best; runs of equal scores are re-ordered by id, and in rows whose
+    k-th and (k+1)-th scores tie, the items tied at the boundary are recomputed so the lowest ids win.
     """
     import faiss
 
@@ -60,16 +70,23 @@ def _ip_knn(xq: np.ndarray, xb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
         parts = [_exact_rows(xq[s:s + QUERY_BATCH] @ xb.T, k) for s in range(0, len(xq), QUERY_BATCH)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     d, i = faiss.knn(xq, xb, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-    boundary = d[:, k - 1] == d[:, k]
-    d, i = d[:, :k], i[:, :k]
-    tied = (d[:, 1:] == d[:, :-1]).any(axis=1) & ~boundary
-    for r in np.flatnonzero(tied):
-        order = np.lexsort((i[r], -d[r]))
-        d[r], i[r] = d[r, order], i[r, order]
-    for r in np.flatnonzero(boundary):
-        exact_d, exact_i = _exact_rows(xq[r:r + 1] @ xb.T, k)
-        d[r], i[r] = exact_d[0], exact_i[0]
+    boundary = np.flatnonzero(d[:, k - 1] == d[:, k])
+    d, i = np.ascontiguousarray(d[:, :k]), np.ascontiguousarray(i[:, :k])
+    tied = np.flatnonzero((d[:, 1:] == d[:, :-1]).any(axis=1))
+    if len(tied):
+        i[tied] = _ties_by_index(d[tied], i[tied])
+    for r in boundary:  # a tie straddles the cut: redo the row exactly so the lowest tied ids win
+        d[r], i[r] = _exact_row_topk(xb @ xq[r], k)
     return d, i.astype(np.int64)
+
+
+def _exact_row_topk(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of one score vector by (score descending, index ascending) in O(n + k log k)."""
+    v = np.partition(s, len(s) - k)[len(s) - k]
+    above = np.flatnonzero(s > v)
+    above = above[np.lexsort((above, -s[above]))]
+    idx = np.concatenate([above, np.flatnonzero(s == v)[: k - len(above)]])
+    return s[idx], idx
 
 
 def reconstruct(codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
