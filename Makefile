@@ -43,7 +43,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --basetemp=.tmp/pytest
 
 bench: setup
 	$(PY) bench/eval_speed.py
