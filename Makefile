@@ -43,6 +43,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	mkdir -p .tmp
 	$(VENV)/bin/pytest -q --basetemp=.tmp/pytest
 
 bench: setup
