@@ -62,7 +62,8 @@ def run(cfg: Config) -> dict[str, Any]:
             raise TagcodeError(f"unknown protocol family {family!r}; known: {', '.join(FAMILIES)}")
         protocol = dataclasses.replace(PROTOCOLS.create(FAMILIES[family]), score=score)
         res = evaluate(protocol, query=representation(query), database=representation(database),
-                       q_labels=q_labels, db_labels=db_labels, p_at=tuple(cfg.p_at))
+                       q_labels=q_labels, db_labels=db_labels, p_at=tuple(cfg.p_at),
+                       on_unlabelled="skip")
         results[family] = res
         curves[family] = (res["pr"]["precision"], res["pr"]["recall"])
     meta = read_json(Path(cfg.codes) / "meta.json")
