@@ -1,92 +1,115 @@
-"""The two AlexNets of the papers, in plain PyTorch (torchvision is unusable here); weights by path.
+"""The two AlexNets of the papers in plain PyTorch, weights by path (none are installable on our machines).
 
-- ``alexnet_caffe``: the BVLC CaffeNet WSDHQ fine-tunes (96-256-384-384-256, LRN, grouped convolutions),
-  loaded from DeepHash's ``.npy`` (dict layer → [W, b] in TF layout: conv HWIO, fc in×out). fc6's rows are
-  permuted from TF's HWC flatten order to PyTorch's CHW. Input: BGR order, minus the constants
-  [103.939, 116.779, 123.68] on 0–255 pixels, 227 crops of 256 resizes (WSDHQ spec §1.4–1.5).
-- ``alexnet``: the torchvision layout WSHRCA fine-tunes (64-192-384-256-256, no LRN), from a ``.pth``
-  state dict with torchvision's key names; ImageNet mean/std, 227 crops.
+``alexnet_caffe`` — the BVLC CaffeNet WSDHQ fine-tunes (specs/wsdhq.md §1.4–1.5): conv1 96×11×11/4 → ReLU →
+maxpool 3/2 → LRN, conv2 256×5×5 (2 groups) → ReLU → maxpool → LRN, conv3 384, conv4 384 (2 groups), conv5
+256 (2 groups) → maxpool → 6×6×256, fc6, fc7 (ReLU, dropout 0.5 in training); output fc7 (4096). LRN: TF's
+depth_radius=2, alpha=2e-5 is torch's size=5, alpha=1e-4 (torch divides alpha by size). Weights: DeepHash's
+``.npy`` dict layer → [W, b] in TF layout (conv HWIO, fc in×out); fc6's rows are permuted from TF's (H, W, C)
+flatten order to PyTorch's (C, H, W). Input, as WSDHQ feeds it: 227 crops of the image resized to 256, RGB
+order (OpenCV's BGR reversed by the graph) minus [103.939, 116.779, 123.68] — the BGR ImageNet means applied
+to R, G, B, a quirk inherited from DeepHash — no std. ``channels="BGR"`` gives the true Caffe convention
+(B, G, R minus the same constants) for a converted BVLC model that expects it.
 
-Both output fc7 (4096-d, after ReLU). No ImageNet AlexNet weights are installable on our machines.
+``alexnet`` — the torchvision layout WSHRCA fine-tunes (specs/wshrca.md §1.5): 64-192-384-256-256, no LRN, no
+groups; state-dict keys as torchvision's (``features.0.weight`` … ``classifier.4.weight``; ``classifier.6``,
+fc8, is ignored); output fc7 (4096). Input: ImageNet mean/std on 0–1 RGB; evaluation Resize(227) →
+CenterCrop(227), training Resize(256) → RandomCrop(227) + flip.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from tagcode.backbones.base import BACKBONES, Backbone, Preprocess, load_state
+from tagcode.backbones.base import (
+    BACKBONES,
+    Backbone,
+    Preprocess,
+    load_state,
+    load_torch_state,
+    one_line,
+    require_weights,
+)
 from tagcode.errors import TagcodeError
 
-CAFFE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+CAFFE_MEAN = (103.939, 116.779, 123.68)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def _need_weights(name: str, weights: str | None, pretrained: bool) -> None:
-    if pretrained and weights is None:
-        raise TagcodeError(f"backbone {name!r} has no packaged weights: pass weights=<path> (or pretrained=False)")
+def _lrn() -> nn.LocalResponseNorm:
+    """TF ``local_response_normalization(depth_radius=2, alpha=2e-5, beta=0.75, bias=1)``."""
+    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0)
 
 
 class CaffeNet(Backbone):
-    """CaffeNet up to fc7: conv1 → pool → LRN, conv2 (2 groups) → pool → LRN, conv3–5, fc6, fc7."""
+    """CaffeNet up to fc7 (ReLU; dropout in training) with layers named as in the ``.npy`` file."""
 
     feature_dim = 4096
 
-    def __init__(self) -> None:
+    def __init__(self, channels: Literal["RGB", "BGR"] = "RGB") -> None:
         super().__init__()
-        lrn = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)  # TF depth_radius=2, alpha=2e-5 (torch divides by size)
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.MaxPool2d(3, 2), nn.LocalResponseNorm(**lrn),
-            nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2), nn.LocalResponseNorm(**lrn),
-            nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        )
+        self.features = nn.Sequential(OrderedDict([
+            ("conv1", nn.Conv2d(3, 96, 11, stride=4)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(3, 2)),
+            ("norm1", _lrn()),
+            ("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=2)), ("relu2", nn.ReLU()),
+            ("pool2", nn.MaxPool2d(3, 2)), ("norm2", _lrn()),
+            ("conv3", nn.Conv2d(256, 384, 3, padding=1)), ("relu3", nn.ReLU()),
+            ("conv4", nn.Conv2d(384, 384, 3, padding=1, groups=2)), ("relu4", nn.ReLU()),
+            ("conv5", nn.Conv2d(384, 256, 3, padding=1, groups=2)), ("relu5", nn.ReLU()),
+            ("pool5", nn.MaxPool2d(3, 2)),
+        ]))
         self.fc6, self.fc7 = nn.Linear(9216, 4096), nn.Linear(4096, 4096)
         self.dropout = nn.Dropout(0.5)
-        self.preprocess = Preprocess(size=227, resize=256, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0),
-                                     channels="BGR")
+        self.preprocess = Preprocess(size=227, resize=256, mean=CAFFE_MEAN, std=(1.0, 1.0, 1.0), channels=channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x).flatten(1)
-        h = self.dropout(torch.relu(self.fc6(h)))
+        h = self.dropout(torch.relu(self.fc6(self.features(x).flatten(1))))
         return self.dropout(torch.relu(self.fc7(h)))
 
     def load_npy(self, path: str) -> None:
-        """Port DeepHash/CaffeNet TF-layout weights (``{layer: [W, b]}``) into this module."""
+        """Port TF-layout ``{layer: [W, b]}`` weights (conv1–fc7; other layers such as fc8 are ignored)."""
         try:
             data = np.load(path, allow_pickle=True, encoding="latin1").item()
-        except (OSError, ValueError, AttributeError) as exc:
-            raise TagcodeError(f"{path}: not a CaffeNet .npy weights dict ({exc})") from None
-        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
-        state = {}
-        for name, conv in zip(CAFFE_LAYERS[:5], convs, strict=True):
-            w, b = _layer(data, name, path)
-            state[name] = (torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))), b, conv)
-        w6, b6 = _layer(data, "fc6", path)
-        if w6.shape[0] == 9216:  # TF flattened pool5 as (H=6, W=6, C=256); PyTorch flattens (C, H, W)
-            w6 = w6.reshape(6, 6, 256, -1).transpose(2, 0, 1, 3).reshape(9216, -1)
-        w7, b7 = _layer(data, "fc7", path)
-        state["fc6"] = (torch.from_numpy(np.ascontiguousarray(w6.T)), b6, self.fc6)
-        state["fc7"] = (torch.from_numpy(np.ascontiguousarray(w7.T)), b7, self.fc7)
-        with torch.no_grad():
-            for name, (w, b, mod) in state.items():
-                if tuple(w.shape) != tuple(mod.weight.shape):
-                    raise TagcodeError(f"{path}: {name} weights have shape {tuple(w.shape)}, "
-                                       f"expected {tuple(mod.weight.shape)}")
-                mod.weight.copy_(w)
-                mod.bias.copy_(torch.from_numpy(np.asarray(b)))
+        except FileNotFoundError:
+            raise TagcodeError(f"{path}: weights file not found") from None
+        except Exception as exc:  # np.load/.item raise many types for files that are not a pickled dict
+            raise TagcodeError(f"{path}: not a CaffeNet .npy weights dict ({one_line(exc)})") from None
+        if not isinstance(data, dict):
+            raise TagcodeError(f"{path}: expected a dict of layers, got {type(data).__name__}")
+        state: dict[str, torch.Tensor] = {}
+        for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+            conv = self.features.get_submodule(name)
+            w, b = _layer(data, name, path, tuple(conv.weight.permute(2, 3, 1, 0).shape))
+            state[f"features.{name}.weight"] = torch.from_numpy(w.transpose(3, 2, 0, 1).copy())  # HWIO → OIHW
+            state[f"features.{name}.bias"] = torch.from_numpy(b)
+        w6, b6 = _layer(data, "fc6", path, (9216, 4096))
+        w6 = w6.reshape(6, 6, 256, 4096).transpose(2, 0, 1, 3).reshape(9216, 4096)  # rows (H, W, C) → (C, H, W)
+        w7, b7 = _layer(data, "fc7", path, (4096, 4096))
+        state |= {"fc6.weight": torch.from_numpy(w6.T.copy()), "fc6.bias": torch.from_numpy(b6),
+                  "fc7.weight": torch.from_numpy(w7.T.copy()), "fc7.bias": torch.from_numpy(b7)}
+        load_state(self, state, path)
 
 
-def _layer(data: dict, name: str, path: str) -> tuple[np.ndarray, np.ndarray]:
+def _layer(data: dict, name: str, path: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Layer ``name``'s (W, b) as float32, checked against the expected TF-layout ``shape``."""
     if name not in data:
         raise TagcodeError(f"{path}: no layer {name!r} in the weights file")
-    w, b = data[name][0], data[name][1]
-    return np.asarray(w, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    try:
+        w, b = (np.asarray(a, dtype=np.float32) for a in data[name][:2])
+    except (TypeError, ValueError, KeyError, IndexError):
+        raise TagcodeError(f"{path}: layer {name!r} is not a [weights, biases] pair") from None
+    if w.shape != shape or b.shape != shape[-1:]:
+        raise TagcodeError(f"{path}: layer {name!r} has weights {w.shape} and biases {b.shape}, expected "
+                           f"{shape} and {shape[-1:]} (TF layout)")
+    return w, b
 
 
-class AlexNetTV(Backbone):
-    """AlexNet in torchvision's layout (``features.*``, ``classifier.1/4`` = fc6/fc7), fc7 output."""
+class AlexNet(Backbone):
+    """AlexNet in torchvision's module layout (``features.*``, ``classifier.1``/``.4`` = fc6/fc7), fc7 output."""
 
     feature_dim = 4096
 
@@ -101,7 +124,7 @@ class AlexNetTV(Backbone):
         )
         self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5),
                                         nn.Linear(4096, 4096), nn.ReLU())
-        self.preprocess = Preprocess(size=227, resize=227, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+        self.preprocess = Preprocess(size=227, resize=227, train_resize=256, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                                      scale=1 / 255)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,24 +132,21 @@ class AlexNetTV(Backbone):
 
 
 @BACKBONES.register("alexnet_caffe")
-def alexnet_caffe(*, weights: str | None = None, pretrained: bool = True) -> Backbone:
-    """CaffeNet (WSDHQ) with weights from a DeepHash-style ``.npy``."""
-    _need_weights("alexnet_caffe", weights, pretrained)
-    net = CaffeNet()
+def alexnet_caffe(*, weights: str | None = None, pretrained: bool = True,
+                  channels: Literal["RGB", "BGR"] = "RGB") -> Backbone:
+    """CaffeNet (WSDHQ) with weights from a DeepHash-style TF-layout ``.npy``; ``channels`` as in the module doc."""
+    require_weights("alexnet_caffe", weights, pretrained)
+    net = CaffeNet(channels=channels)
     if weights is not None:
         net.load_npy(weights)
-    return net.eval()
+    return net
 
 
 @BACKBONES.register("alexnet")
 def alexnet(*, weights: str | None = None, pretrained: bool = True) -> Backbone:
-    """torchvision-layout AlexNet (WSHRCA) with weights from a ``.pth`` state dict (fc8 ignored)."""
-    _need_weights("alexnet", weights, pretrained)
-    net = AlexNetTV()
+    """torchvision-layout AlexNet (WSHRCA) with weights from a ``.pth`` state dict with torchvision's key names."""
+    require_weights("alexnet", weights, pretrained)
+    net = AlexNet()
     if weights is not None:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise TagcodeError(f"{weights}: not a readable .pth state dict ({exc})") from None
-        load_state(net, state, weights)
-    return net.eval()
+        load_state(net, load_torch_state(weights), weights)
+    return net

@@ -1,11 +1,10 @@
-"""The backbone registry: every backbone declares its preprocessing and its feature dimension."""
+"""The backbone registry: every backbone declares its input preprocessing and its feature dimension."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -17,70 +16,78 @@ BACKBONES: Registry[Backbone] = Registry("backbone")
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How uint8 RGB images become network input: x = (pixel·scale − mean) / std, in ``channels`` order.
+    """How uint8 RGB images become network input (see :func:`tagcode.backbones.transforms.to_tensor`).
 
-    Images from the cache are square; they are resized to ``resize`` and centre-cropped (or, in training,
-    randomly cropped and flipped) to ``size``.
+    Geometry: the shorter side is resized to ``resize`` (``None``: the whole image is resized to ``size``, no
+    crop), then a ``size`` square is cut: the centre one at evaluation, a random one in training, where
+    ``train_resize`` (``None``: same as ``resize``) replaces ``resize``. Values: channels are put in
+    ``channels`` order, then x = (pixel · scale − mean) / std with ``mean``/``std`` given in that order.
     """
 
     size: int
-    resize: int
+    resize: int | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     scale: float = 1.0
     channels: Literal["RGB", "BGR"] = "RGB"
+    train_resize: int | None = None
+
+    def __post_init__(self) -> None:
+        for side in (self.resize, self.train_resize):
+            if side is not None and side < self.size:
+                raise ValueError(f"resize {side} is smaller than the crop size {self.size}")
 
 
 class Backbone(nn.Module):
-    """A feature extractor: ``forward(x) -> (n, feature_dim)`` on preprocessed input."""
+    """A feature extractor: ``forward(x) -> (n, feature_dim)`` on input prepared with ``preprocess``.
 
+    ``name`` is the registry name :func:`create_backbone` built it under (recorded with extracted features).
+    """
+
+    name: str = ""
     feature_dim: int
     preprocess: Preprocess
 
 
-def to_tensor(images: np.ndarray, pre: Preprocess, *, train: bool = False,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Preprocess a ``(n, H, W, 3)`` uint8 batch into ``(n, 3, size, size)`` float32 (no torchvision)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    if x.shape[-1] != pre.resize or x.shape[-2] != pre.resize:
-        x = nn.functional.interpolate(x, size=(pre.resize, pre.resize), mode="bilinear", align_corners=False,
-                                      antialias=True)
-    off = pre.resize - pre.size
-    if train and off > 0:
-        top, left = (int(v) for v in torch.randint(0, off + 1, (2,), generator=generator))
-    else:
-        top = left = off // 2
-    x = x[..., top:top + pre.size, left:left + pre.size]
-    if train and bool(torch.rand((), generator=generator) < 0.5):
-        x = x.flip(-1)
-    if pre.channels == "BGR":
-        x = x.flip(1)
-    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std).view(1, 3, 1, 1)
-    return ((x * pre.scale - mean) / std).contiguous()
-
-
-def ten_crop(images: np.ndarray, pre: Preprocess) -> torch.Tensor:
-    """WSDHQ's test-time 10 crops: 5 offsets × (original, flipped) → ``(10, n, 3, size, size)``."""
-    base = to_tensor(images, Preprocess(pre.resize, pre.resize, pre.mean, pre.std, pre.scale, pre.channels))
-    off = pre.resize - pre.size
-    offsets = [(0, 0), (off, off), (off, 0), (0, off), (off // 2, off // 2)]
-    crops = [base[..., t:t + pre.size, left:left + pre.size] for t, left in offsets]
-    return torch.stack(crops + [c.flip(-1) for c in crops])
-
-
 def create_backbone(name: str, *, weights: str | None = None, pretrained: bool = True, **kwargs: Any) -> Backbone:
-    """Build a registered backbone; backbones without packaged weights need ``weights`` or ``pretrained=False``."""
-    return BACKBONES.create(name, weights=weights, pretrained=pretrained, **kwargs)
+    """Build backbone ``name`` in eval mode from a ``weights`` file, its packaged weights, or random init
+    (``pretrained=False``); ``kwargs`` are backbone options such as ``size``."""
+    net = BACKBONES.create(name, weights=weights, pretrained=pretrained, **kwargs)
+    net.name = name
+    return net.eval()
+
+
+def require_weights(name: str, weights: str | None, pretrained: bool) -> None:
+    """The rule for backbones whose weights cannot be installed: a file by path, or ``pretrained=False``."""
+    if pretrained and weights is None:
+        raise TagcodeError(f"backbone {name!r} has no installable weights: give the weights file by path "
+                           "(weights=...) or use pretrained=False for random initialisation")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can span many lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_torch_state(path: str) -> dict[str, torch.Tensor]:
+    """Read a ``.pth`` state dict (tensors only, no pickled code); unreadable files are one-line errors."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TagcodeError(f"{path}: weights file not found") from None
+    except Exception as exc:  # torch.load raises many types for corrupt or non-state-dict files
+        raise TagcodeError(f"{path}: not a readable PyTorch state dict ({one_line(exc)})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TagcodeError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    return state
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
-    """Load a state dict, turning missing/unexpected keys or shape mismatches into one line naming ``path``."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise TagcodeError(f"{path}: weights lack {missing[0]!r} ({len(missing)} missing keys)")
-    for k, v in own.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise TagcodeError(f"{path}: {k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
-    module.load_state_dict({k: state[k] for k in own})
+    """Load ``state`` into ``module``; extra keys are ignored, the first missing or mis-shaped key is an error."""
+    for key, own in module.state_dict().items():
+        if key not in state:
+            raise TagcodeError(f"{path}: weights file lacks {key!r}")
+        if tuple(state[key].shape) != tuple(own.shape):
+            raise TagcodeError(f"{path}: {key!r} has shape {tuple(state[key].shape)}, expected {tuple(own.shape)}")
+    module.load_state_dict({k: state[k] for k in module.state_dict()})

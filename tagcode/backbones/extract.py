@@ -1,8 +1,12 @@
 """Batched, resumable feature extraction from the image cache, keyed by image id.
 
-Completed chunks are saved in ``<out>.partial/`` as they finish, so a killed run resumes where it
-stopped; the final ``<out>/`` (``features.npy``, ``ids.json``, ``meta.json``) is published atomically.
-Memory stays bounded: images stream from the memory-mapped cache one batch at a time.
+Output directory ``out_dir``: ``features.npy`` (float32 ``(n, dim)``), ``ids.json`` (row → image id) and
+``meta.json`` (backbone, preprocessing, dim, dtype, a fingerprint of the weights), published together by an
+atomic directory swap. While running, every ``chunk_batches`` batches are saved to ``out_dir/.partial/``, so
+a killed run resumes from its completed chunks; they are reused only when the backbone, its weights, its
+preprocessing, the image ids and the chunk size are all unchanged. (Under ``dvc repro`` the features output
+must be ``persist: true`` for ``.partial`` to survive to the rerun.) Memory stays bounded: images stream from
+the memory-mapped cache one batch at a time and the final array is assembled in a memory-mapped file.
 """
 
 from __future__ import annotations
@@ -12,20 +16,24 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tagcode.backbones.base import Backbone, to_tensor
+from tagcode.backbones.base import Backbone
+from tagcode.backbones.transforms import to_tensor
 from tagcode.data.cache import ImageCache
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, read_json
 
+FORMAT = "tagcode-features/1"
+
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device."""
+    """``auto`` → CUDA when available, else CPU; otherwise the named device, which must exist."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -37,77 +45,146 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """sha256 over a module's state dict (names and raw bytes): identifies the exact weights."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def extract_features(cache: ImageCache, backbone: Backbone, out_dir: str | Path, *, batch_size: int = 64,
                      device: str = "auto", resume: bool = True, progress: bool = True,
-                     ids: Sequence[str] | None = None, batches_per_chunk: int = 8,
-                     on_chunk: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run ``backbone`` over the cached images (or only ``ids``) and write features keyed by image id."""
+                     ids: Sequence[str] | None = None, chunk_batches: int = 8,
+                     on_chunk: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run ``backbone`` (moved to ``device``, in eval mode) over the cached images, or only ``ids`` in that order.
+
+    ``on_chunk(done, total)`` is called after each chunk is saved. Returns ``{n, dim, seconds, resumed_from,
+    device}``, ``resumed_from`` being the number of images taken from an interrupted run.
+    """
     from tqdm import tqdm
 
+    if batch_size < 1 or chunk_batches < 1:
+        raise TagcodeError(f"batch_size and chunk_batches must be positive, got {batch_size} and {chunk_batches}")
     out_dir = Path(out_dir)
     rows = np.arange(len(cache)) if ids is None else cache.index_of(list(ids))
     row_ids = [str(i) for i in cache.ids[rows]]
-    signature = hashlib.sha256(json.dumps([type(backbone).__name__, str(backbone.preprocess), row_ids]).encode())
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    if partial.exists() and (not resume or _signature(partial) != signature.hexdigest()):
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    (partial / "signature").write_text(signature.hexdigest())
+    _check_unique(row_ids, str(cache.path))
+    n, dim, chunk_rows = len(rows), backbone.feature_dim, batch_size * chunk_batches
+    n_chunks = -(-n // chunk_rows)
+    meta = {"format": FORMAT, "backbone": backbone.name or type(backbone).__name__,
+            "preprocess": asdict(backbone.preprocess), "dim": dim, "dtype": "float32", "n": n,
+            "weights_sha256": weights_fingerprint(backbone)}
+    signature = {**meta, "ids_sha256": hashlib.sha256("\n".join(row_ids).encode()).hexdigest(),
+                 "chunk_rows": chunk_rows}
+    partial = out_dir / ".partial"
+    done = _open_partial(partial, signature, resume, n_chunks)
+    resumed_from = sum(min(chunk_rows, n - c * chunk_rows) for c in done)
     dev = resolve_device(device)
+    was_training = backbone.training
     model = backbone.to(dev).eval()
-    chunk = batch_size * batches_per_chunk
-    n_chunks = (len(rows) + chunk - 1) // chunk
-    done = sorted(int(p.stem.split("-")[1]) for p in partial.glob("chunk-*.npy"))
     start = time.perf_counter()
-    with torch.inference_mode(), tqdm(total=len(rows), disable=not progress, desc="features", unit="img") as bar:
-        bar.update(min(len(done) * chunk, len(rows)))
+    try:
+        with torch.inference_mode(), tqdm(total=n, initial=resumed_from, disable=not progress, unit="img",
+                                          desc=f"features {meta['backbone']}") as bar:
+            for c in range(n_chunks):
+                if c in done:
+                    continue
+                parts = []
+                for s in range(c * chunk_rows, min((c + 1) * chunk_rows, n), batch_size):
+                    batch = rows[s:s + batch_size]
+                    parts.append(_forward(model, cache.get(batch), dev, row_ids[s:s + len(batch)], meta))
+                    bar.update(len(batch))
+                with atomic_path(partial / f"chunk-{c:06d}.npy") as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, np.concatenate(parts))
+                if on_chunk is not None:
+                    on_chunk(c + 1, n_chunks)
+    finally:
+        backbone.train(was_training)
+    _publish(out_dir, partial, n_chunks, row_ids, meta)
+    return {"n": n, "dim": dim, "seconds": time.perf_counter() - start, "resumed_from": resumed_from,
+            "device": str(dev)}
+
+
+def _forward(model: Backbone, images: np.ndarray, dev: torch.device, batch_ids: list[str],
+             meta: dict[str, Any]) -> np.ndarray:
+    """Features of one uint8 batch as float32 numpy; a non-finite row is a one-line error naming the image."""
+    out = model(to_tensor(images, model.preprocess, device=dev))
+    if tuple(out.shape) != (len(images), meta["dim"]):
+        raise TagcodeError(f"backbone {meta['backbone']}: output shape {tuple(out.shape)}, expected "
+                           f"({len(images)}, {meta['dim']})")
+    feats = out.float().cpu().numpy()
+    bad = ~np.isfinite(feats).all(axis=1)
+    if bad.any():
+        raise TagcodeError(f"image {batch_ids[int(np.argmax(bad))]!r}: backbone {meta['backbone']} produced a "
+                           "NaN/inf feature")
+    return feats
+
+
+def _open_partial(partial: Path, signature: dict[str, Any], resume: bool, n_chunks: int) -> set[int]:
+    """Indices of reusable completed chunks; a stale or unwanted ``.partial`` is cleared and restarted."""
+    sig_file = partial / "signature.json"
+    if partial.exists():
+        try:
+            same = json.loads(sig_file.read_text(encoding="utf-8")) == json.loads(json.dumps(signature))
+        except (OSError, ValueError):
+            same = False
+        if resume and same:
+            found = {int(p.name[6:12]) for p in partial.glob("chunk-??????.npy")}
+            return {c for c in found if c < n_chunks}
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    sig_file.write_text(json.dumps(signature), encoding="utf-8")
+    return set()
+
+
+def _publish(out_dir: Path, partial: Path, n_chunks: int, row_ids: list[str], meta: dict[str, Any]) -> None:
+    """Assemble the chunks into ``features.npy`` (memory-mapped) and swap the finished directory into place."""
+    with atomic_path(out_dir) as staged:
+        staged.mkdir()
+        x = np.lib.format.open_memmap(staged / "features.npy", mode="w+", dtype=np.float32,
+                                      shape=(meta["n"], meta["dim"]))
+        pos = 0
         for c in range(n_chunks):
-            if c in done:
-                continue
-            part = [model(to_tensor(cache.get(rows[s:s + batch_size]), backbone.preprocess).to(dev)).float().cpu()
-                    for s in range(c * chunk, min((c + 1) * chunk, len(rows)), batch_size)]
-            feats = torch.cat(part).numpy()
-            bad = ~np.isfinite(feats).all(axis=1)
-            if bad.any():
-                raise TagcodeError(f"image {row_ids[c * chunk + int(np.argmax(bad))]!r}: backbone produced NaN/inf")
-            with atomic_path(partial / f"chunk-{c:05d}.npy") as tmp, open(tmp, "wb") as fh:
-                np.save(fh, feats)
-            bar.update(len(feats))
-            if on_chunk is not None:
-                on_chunk(c)
-    x = np.concatenate([np.load(partial / f"chunk-{c:05d}.npy") for c in range(n_chunks)]) if n_chunks else \
-        np.zeros((0, backbone.feature_dim), np.float32)
-    meta = {"backbone": type(backbone).__name__, "preprocess": vars(backbone.preprocess), "dim": int(x.shape[1]),
-            "n": len(row_ids), "dtype": "float32"}
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        np.save(tmp / "features.npy", x.astype(np.float32))
-        (tmp / "ids.json").write_text(json.dumps(row_ids))
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(partial)
-    return {"n": len(row_ids), "dim": int(x.shape[1]), "seconds": time.perf_counter() - start,
-            "resumed_chunks": len(done), "device": str(dev)}
+            chunk = np.load(partial / f"chunk-{c:06d}.npy")
+            x[pos:pos + len(chunk)] = chunk
+            pos += len(chunk)
+        if pos != meta["n"]:
+            raise TagcodeError(f"{partial}: chunks hold {pos} rows, expected {meta['n']}")
+        x.flush()
+        del x
+        (staged / "ids.json").write_text(json.dumps(row_ids), encoding="utf-8")
+        (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _signature(partial: Path) -> str | None:
-    sig = partial / "signature"
-    return sig.read_text() if sig.is_file() else None
+def _check_unique(ids: Sequence[str], where: str) -> None:
+    """A one-line error naming the first duplicated image id."""
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise TagcodeError(f"{where}: duplicate image id {i!r}")
+        seen.add(i)
 
 
 def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, X)`` from a features directory; duplicate ids or non-finite values are one-line errors."""
+    """``(ids, X)`` from a features directory: ids an object array of str, X float32 ``(n, dim)``; missing
+    files, a row/id count mismatch, duplicate ids and NaN/inf values are one-line errors."""
     path = Path(path)
     try:
         x = np.load(path / "features.npy", mmap_mode="r")
     except FileNotFoundError:
         raise TagcodeError(f"{path}: no features.npy (run `tagcode features` first)") from None
-    ids = np.asarray(read_json(path / "ids.json"), dtype=object)
+    except ValueError as exc:
+        raise TagcodeError(f"{path / 'features.npy'}: not a readable .npy array ({exc})") from None
+    if x.ndim != 2 or x.dtype != np.float32:
+        raise TagcodeError(f"{path / 'features.npy'}: expected a float32 (n, dim) array, got {x.dtype} {x.shape}")
+    ids = np.asarray([str(i) for i in read_json(path / "ids.json")], dtype=object)
     if len(ids) != len(x):
-        raise TagcodeError(f"{path}: {len(ids)} ids for {len(x)} feature rows")
-    if len(set(ids)) != len(ids):
-        raise TagcodeError(f"{path}: duplicate image ids in ids.json")
-    x = np.asarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        row = int(np.argmax(~np.isfinite(x).all(axis=1)))
-        raise TagcodeError(f"{path}: NaN/inf feature for image {ids[row]!r}")
+        raise TagcodeError(f"{path}: ids.json has {len(ids)} ids for {len(x)} feature rows")
+    _check_unique(ids, str(path / "ids.json"))
+    x = np.array(x)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        raise TagcodeError(f"{path}: NaN/inf feature for image {ids[int(np.argmax(~finite))]!r}")
     return ids, x

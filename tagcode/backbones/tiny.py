@@ -1,4 +1,4 @@
-"""A tiny random-init CNN for tests and quick runs (deterministic from its seed)."""
+"""A tiny random-init CNN for tests and quick pipeline runs: deterministic from its seed, any input ≥ 16 px."""
 
 from __future__ import annotations
 
@@ -10,23 +10,25 @@ from tagcode.errors import TagcodeError
 
 
 class TinyCNN(Backbone):
-    """Three conv blocks and global pooling → 64-d features."""
+    """Three 3×3 conv blocks and global average pooling → 64-d features; He-normal weights from ``seed``."""
 
     feature_dim = 64
 
     def __init__(self, size: int = 32, seed: int = 0) -> None:
         super().__init__()
-        gen = torch.Generator().manual_seed(seed)
         self.body = nn.Sequential(
             nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         )
+        gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-        self.preprocess = Preprocess(size=size, resize=size, mean=(127.5,) * 3, std=(64.0,) * 3)
-        self.eval()
+            for conv in self.body:
+                if isinstance(conv, nn.Conv2d):
+                    fan_in = conv.weight[0].numel()
+                    conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
+                    conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen) * 0.1)
+        self.preprocess = Preprocess(size=size, resize=None, mean=(127.5,) * 3, std=(64.0,) * 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).flatten(1)
@@ -34,7 +36,9 @@ class TinyCNN(Backbone):
 
 @BACKBONES.register("tiny_cnn")
 def tiny_cnn(*, weights: str | None = None, pretrained: bool = True, size: int = 32, seed: int = 0) -> Backbone:
-    """The tiny CNN; its weights are random by design (seeded), so a weights file is an error."""
+    """The tiny CNN at ``size`` px (≥ 16); its weights are seeded random by design, ``pretrained`` changes nothing."""
     if weights is not None:
         raise TagcodeError(f"{weights}: tiny_cnn takes no weights file (its weights are seeded random)")
+    if size < 16:
+        raise TagcodeError(f"tiny_cnn needs an input size of at least 16 px, got {size}")
     return TinyCNN(size=size, seed=seed)
