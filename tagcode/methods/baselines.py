@@ -1,42 +1,65 @@
-"""Unsupervised baselines on the same features: LSH and ITQ (binary), PQ, OPQ and LSQ (quantizers), and
-the uncompressed float reference. faiss does PQ, OPQ and LSQ; LSH and ITQ are a few lines of numpy.
+"""Unsupervised baselines on frozen features: LSH and ITQ (binary), PQ, OPQ and LSQ (quantizers), float.
 
-Quantizers use K = 256 codewords per codebook, so bits = 8·M (8–32 bits: M = 1–4). PQ and OPQ split the
-feature dimension into M blocks; when it is not divisible by M the features are zero-padded (which
-changes no inner product). Every quantizer exports full-dimensional additive codebooks ``(M, 256, d)``
-in the (padded) input space, so one asymmetric search serves them all.
+Preprocessing, shared by every baseline: centre on the training mean, then L2-normalise each vector, so
+inner products are cosines (the float reference) and AQD ⟨q, x̂⟩ compares like with like. The mean is
+part of the saved model.
+
+Binary baselines are linear hash functions, bit = [x·W > t]. Quantizers use K = 256 codewords per
+codebook, so bits = 8·M (8–64 bits: M = 1–8), and all export full-dimensional additive codebooks
+``(M, 256, d)`` in the preprocessed input space: x̂ = Σ_m C_m[code_m], so one AQD search serves them all.
+faiss's PQ needs d divisible by M: PQ and OPQ zero-pad the features to the next multiple of M for
+training and encoding, and the exported codebooks drop the padded columns again, which changes no inner
+product with a (zero-padded) query.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any, Self
 
 import numpy as np
 
 from tagcode.errors import TagcodeError
-from tagcode.methods.base import METHODS, Method
+from tagcode.methods.base import METHODS, Method, as_features
 from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
 
 
-def _ids(ids: np.ndarray) -> np.ndarray:
-    return np.asarray(ids, dtype=object)
+class _Baseline(Method):
+    """Fits on centred, L2-normalised features; ``_fit`` sees the preprocessed training set."""
+
+    def fit(self, x: np.ndarray) -> Self:
+        x = as_features(x, self.name)
+        self.arrays = {"mean": x.mean(axis=0)}
+        self._fit(self._prep(x))
+        return self
+
+    @abstractmethod
+    def _fit(self, x: np.ndarray) -> None: ...
+
+    def _prep(self, x: np.ndarray) -> np.ndarray:
+        if "mean" not in self.arrays:
+            raise TagcodeError(f"{self.name}: the method is not fitted (call fit, or load a trained model)")
+        x = as_features(x, self.name, len(self.arrays["mean"])) - self.arrays["mean"]
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def encode_query(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes | FloatCodes:
+        return FloatCodes(ids=ids, x=self._prep(x))
 
 
-class _Binary(Method):
+class _Binary(_Baseline):
+    """bit_j = [x·W[:, j] > t_j] on preprocessed features; ``_fit`` sets ``w`` (d, bits) and ``t`` (bits,)."""
+
     kind = "binary"
 
     @classmethod
     def check_bits(cls, bits: int) -> None:
         if bits < 8 or bits % 8:
-            raise TagcodeError(f"method {cls.name!r} cannot make {bits}-bit codes: use a multiple of 8 (≥ 8)")
-
-    @abstractmethod
-    def _project(self, x: np.ndarray) -> np.ndarray:
-        """Real-valued projections whose signs are the bits."""
+            raise TagcodeError(f"method {cls.name!r} cannot make {bits}-bit codes: it supports multiples of 8 "
+                               "(8, 16, 32, 64, ...)")
 
     def encode(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes:
-        bits = self._project(self._prep(x)) > 0
-        return BinaryCodes(ids=_ids(ids), bits=np.packbits(bits, axis=1), nbits=self.bits)
+        bits = self._prep(x) @ self.arrays["w"] > self.arrays["t"]
+        return BinaryCodes(ids=ids, bits=np.packbits(bits, axis=1), nbits=self.bits)
 
     def encode_query(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes:
         return self.encode(x, ids)
@@ -51,151 +74,171 @@ class LSH(_Binary):
     def _fit(self, x: np.ndarray) -> None:
         rng = np.random.default_rng(self.seed)
         self.arrays["w"] = rng.standard_normal((x.shape[1], self.bits)).astype(np.float32)
-
-    def _project(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.arrays["w"]
+        self.arrays["t"] = np.zeros(self.bits, dtype=np.float32)
 
 
 @METHODS.register("itq")
 class ITQ(_Binary):
-    """Iterative quantization (Gong & Lazebnik): PCA to ``bits`` dims, then the rotation that best fits ±1."""
+    """Iterative quantization (Gong & Lazebnik) via faiss ``ITQTransform``: PCA to ``bits`` dims, then the
+    rotation that best fits ±1 codes (``iterations`` updates, 50 by default). Needs bits ≤ feature dims."""
 
     name = "itq"
 
+    def __init__(self, bits: int, seed: int = 0, *, iterations: int = 50) -> None:
+        super().__init__(bits, seed, iterations=iterations)
+
     def _fit(self, x: np.ndarray) -> None:
+        import faiss
+
         if self.bits > min(x.shape):
-            raise TagcodeError(f"itq: {self.bits} bits need at least {self.bits} training images and feature dims")
-        _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
-        pca = vt[: self.bits].T
-        v = x @ pca
-        rng = np.random.default_rng(self.seed)
-        r, _ = np.linalg.qr(rng.standard_normal((self.bits, self.bits)))
-        for _ in range(int(self.options.get("iterations", 50))):
-            b = np.where(v @ r >= 0, 1.0, -1.0)
-            u, _, wt = np.linalg.svd(v.T @ b)
-            r = u @ wt
-        self.arrays["w"] = (pca @ r).astype(np.float32)
-
-    def _project(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.arrays["w"]
+            raise TagcodeError(f"method 'itq' cannot make {self.bits}-bit codes from {x.shape[1]}-dim features "
+                               f"and {len(x)} training images: it supports bits ≤ both")
+        itq = faiss.ITQTransform(x.shape[1], self.bits, True)
+        itq.itq.max_iter = int(self.options["iterations"])
+        itq.itq.seed = self.seed
+        itq.train(np.ascontiguousarray(x))
+        # faiss applies (x − μ)/‖x − μ‖ · Aᵀ; the positive scale cannot change a sign, so bit = [x·Aᵀ > μ·Aᵀ].
+        a = faiss.vector_to_array(itq.pca_then_itq.A).reshape(self.bits, x.shape[1])
+        self.arrays["w"] = np.ascontiguousarray(a.T)
+        self.arrays["t"] = faiss.vector_to_array(itq.mean).astype(np.float32) @ a.T
 
 
-class _Quantizer(Method):
+class _Quantizer(_Baseline):
+    """M = bits / 8 codebooks of 256 codewords; ``_fit`` sets ``codebooks`` (M, 256, d) and encoder state."""
+
     kind = "quantizer"
 
     @classmethod
     def check_bits(cls, bits: int) -> None:
         if bits % 8 or not 8 <= bits <= 64:
-            raise TagcodeError(f"method {cls.name!r} cannot make {bits}-bit codes: 8·M bits with M = 1..8 "
-                               "codebooks of 256 codewords")
+            raise TagcodeError(f"method {cls.name!r} cannot make {bits}-bit codes: it supports 8·M bits with "
+                               "M = 1..8 codebooks of 256 codewords (8, 16, 24, 32, ..., 64)")
 
     @property
     def m(self) -> int:
         return self.bits // 8
 
-    def fit(self, x: np.ndarray) -> _Quantizer:
+    def fit(self, x: np.ndarray) -> Self:
         if len(x) < 256:
             raise TagcodeError(f"{self.name}: 256 codewords per codebook need at least 256 training images, "
                                f"got {len(x)}")
         return super().fit(x)
 
-    def _pad(self, x: np.ndarray) -> np.ndarray:
-        d = int(self.arrays["codebooks"].shape[2]) if "codebooks" in self.arrays else x.shape[1]
-        return np.pad(x, ((0, 0), (0, d - x.shape[1]))) if d > x.shape[1] else x
-
-    def _padded_dim(self, d: int) -> int:
-        return -(-d // self.m) * self.m
+    def _padded(self, x: np.ndarray) -> np.ndarray:
+        """Zero-pad preprocessed features to a multiple of M dims (faiss PQ's block layout)."""
+        return np.ascontiguousarray(np.pad(x, ((0, 0), (0, -x.shape[1] % self.m))))
 
     def encode(self, x: np.ndarray, ids: np.ndarray) -> QuantizedCodes:
-        return QuantizedCodes(ids=_ids(ids), codes=self._codes(self._pad(self._prep(x))),
-                              codebooks=self.arrays["codebooks"])
-
-    def encode_query(self, x: np.ndarray, ids: np.ndarray) -> FloatCodes:
-        return FloatCodes(ids=_ids(ids), x=self._pad(self._prep(x)))
+        return QuantizedCodes(ids=ids, codes=self._codes(self._prep(x)), codebooks=self.arrays["codebooks"])
 
     @abstractmethod
     def _codes(self, x: np.ndarray) -> np.ndarray:
-        """(n, M) uint8 codes of preprocessed, padded features."""
+        """(n, M) uint8 codes of preprocessed features."""
 
 
-def _block_codebooks(centroids: np.ndarray, m: int, d: int) -> np.ndarray:
-    """PQ centroids (M, K, d/M) → block-sparse full-dimensional codebooks (M, K, d)."""
-    dsub = d // m
-    out = np.zeros((m, centroids.shape[1], d), dtype=np.float32)
+def _new_pq(d: int, m: int, seed: int) -> Any:
+    """An untrained faiss ``ProductQuantizer(d, m, 8)`` seeded with ``seed``."""
+    import faiss
+
+    pq = faiss.ProductQuantizer(d, m, 8)
+    pq.cp.min_points_per_centroid = 1  # small training sets are expected (tests, subsets): no warning
+    pq.cp.seed = seed
+    return pq
+
+
+def _train_pq(y: np.ndarray, m: int, seed: int) -> np.ndarray:
+    """faiss PQ centroids (m, 256, d/m) trained on ``y``."""
+    import faiss
+
+    pq = _new_pq(y.shape[1], m, seed)
+    pq.train(np.ascontiguousarray(y, dtype=np.float32))
+    return faiss.vector_to_array(pq.centroids).reshape(m, 256, -1)
+
+
+def _pq_codes(y: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """faiss PQ encoding (nearest codeword per block) of ``y`` with stored ``centroids`` (M, 256, dsub)."""
+    import faiss
+
+    m, _, dsub = centroids.shape
+    pq = faiss.ProductQuantizer(m * dsub, m, 8)
+    faiss.copy_array_to_vector(np.ascontiguousarray(centroids, dtype=np.float32).ravel(), pq.centroids)
+    return pq.compute_codes(np.ascontiguousarray(y, dtype=np.float32))
+
+
+def _block_sparse(centroids: np.ndarray) -> np.ndarray:
+    """PQ centroids (M, K, dsub) → full-dimensional codebooks (M, K, M·dsub), zero outside block m."""
+    m, k, dsub = centroids.shape
+    out = np.zeros((m, k, m * dsub), dtype=np.float32)
     for j in range(m):
         out[j, :, j * dsub:(j + 1) * dsub] = centroids[j]
     return out
 
 
-def _nearest_block_codes(x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
-    """Independent nearest-codeword assignment per block (exact PQ encoding)."""
-    m, _, d = codebooks.shape
-    dsub = d // m
-    codes = np.empty((len(x), m), dtype=np.uint8)
-    for j in range(m):
-        c = codebooks[j, :, j * dsub:(j + 1) * dsub]
-        xs = x[:, j * dsub:(j + 1) * dsub]
-        codes[:, j] = np.argmin((c * c).sum(1)[None] - 2 * xs @ c.T, axis=1)
-    return codes
-
-
 @METHODS.register("pq")
 class PQ(_Quantizer):
-    """Product quantization (faiss ``ProductQuantizer``), M blocks × 256 codewords."""
+    """Product quantization (faiss ``ProductQuantizer``): M blocks × 256 codewords, block-sparse codebooks."""
 
     name = "pq"
 
     def _fit(self, x: np.ndarray) -> None:
-        import faiss
-
-        x = np.pad(x, ((0, 0), (0, self._padded_dim(x.shape[1]) - x.shape[1])))
-        pq = faiss.ProductQuantizer(x.shape[1], self.m, 8)
-        pq.cp.min_points_per_centroid = 1  # small training sets are expected (tests, subsets)
-        pq.train(np.ascontiguousarray(x))
-        cents = faiss.vector_to_array(pq.centroids).reshape(self.m, 256, -1)
-        self.arrays["codebooks"] = _block_codebooks(cents, self.m, x.shape[1])
+        self.arrays["centroids"] = _train_pq(self._padded(x), self.m, self.seed)
+        self.arrays["codebooks"] = _block_sparse(self.arrays["centroids"])[:, :, : x.shape[1]]
 
     def _codes(self, x: np.ndarray) -> np.ndarray:
-        return _nearest_block_codes(x, self.arrays["codebooks"])
+        return _pq_codes(self._padded(x), self.arrays["centroids"])
 
 
 @METHODS.register("opq")
 class OPQ(_Quantizer):
-    """Optimized PQ (faiss ``OPQMatrix`` + PQ; option ``niter``, default 10 rotation updates); codebooks are
-    rotated back into the input space."""
+    """Optimized PQ (faiss ``OPQMatrix``, ``niter`` rotation updates, 10 by default where faiss uses 50), then
+    PQ retrained on the rotated features as faiss's ``OPQ…,PQ…`` factory does. With y = x·Rᵀ quantized
+    blockwise, x̂ = ŷ·R, so the exported codebooks are the block-sparse ones times R, in the input space."""
 
     name = "opq"
+
+    def __init__(self, bits: int, seed: int = 0, *, niter: int = 10) -> None:
+        super().__init__(bits, seed, niter=niter)
 
     def _fit(self, x: np.ndarray) -> None:
         import faiss
 
-        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, self._padded_dim(x.shape[1]) - x.shape[1]))))
-        d = x.shape[1]
-        opq = faiss.OPQMatrix(d, self.m)
-        opq.niter = int(self.options.get("niter", 10))  # faiss's 50 costs ~2 min per model on 1280-d features
-        inner = faiss.ProductQuantizer(d, self.m, 8)
-        inner.cp.min_points_per_centroid = 1
-        opq.pq = inner
-        opq.train(x)
-        a = faiss.vector_to_array(opq.A).reshape(d, d)
-        y = x @ a.T
-        pq = faiss.ProductQuantizer(d, self.m, 8)
-        pq.cp.min_points_per_centroid = 1
-        pq.train(np.ascontiguousarray(y, dtype=np.float32))
-        block = _block_codebooks(faiss.vector_to_array(pq.centroids).reshape(self.m, 256, -1), self.m, d)
-        self.arrays["rotation"] = a.astype(np.float32)
-        self.arrays["block"] = block
-        self.arrays["codebooks"] = (block @ a).astype(np.float32)  # x̂ = Aᵀ ŷ, row-vector form
+        xp = self._padded(x)
+        opq = faiss.OPQMatrix(xp.shape[1], self.m)
+        opq.niter = int(self.options["niter"])
+        inner = _new_pq(xp.shape[1], self.m, self.seed)
+        opq.pq = inner  # `inner` stays referenced here while faiss uses it
+        opq.train(xp)
+        r = faiss.vector_to_array(opq.A).reshape(xp.shape[1], xp.shape[1])
+        self.arrays["rotation"] = r
+        self.arrays["centroids"] = _train_pq(xp @ r.T, self.m, self.seed)
+        rotated_back = _block_sparse(self.arrays["centroids"]) @ r  # x̂ = ŷ·R
+        self.arrays["codebooks"] = np.ascontiguousarray(rotated_back[:, :, : x.shape[1]])
 
     def _codes(self, x: np.ndarray) -> np.ndarray:
-        return _nearest_block_codes(x @ self.arrays["rotation"].T, self.arrays["block"])
+        return _pq_codes(self._padded(x) @ self.arrays["rotation"].T, self.arrays["centroids"])
 
 
 @METHODS.register("lsq")
 class LSQ(_Quantizer):
-    """Local search quantization (faiss ``LocalSearchQuantizer``): full-dimensional additive codebooks."""
+    """Local search quantization (faiss ``LocalSearchQuantizer``): M full-dimensional additive codebooks,
+    ICM encoding. ``train_iters`` (default 10; faiss's is 25) and ``encode_ils_iters`` (faiss default 16)
+    trade time for quality. Codes are deterministic for a given seed and batch."""
 
     name = "lsq"
+
+    def __init__(self, bits: int, seed: int = 0, *, train_iters: int = 10, encode_ils_iters: int = 16) -> None:
+        super().__init__(bits, seed, train_iters=train_iters, encode_ils_iters=encode_ils_iters)
+
+    def _lsq(self, d: int) -> Any:
+        """A faiss ``LocalSearchQuantizer`` configured from the options."""
+        import faiss
+
+        lsq = faiss.LocalSearchQuantizer(d, self.m, 8)
+        lsq.train_iters = int(self.options["train_iters"])
+        lsq.encode_ils_iters = int(self.options["encode_ils_iters"])
+        lsq.random_seed = self.seed
+        lsq.nperts = min(lsq.nperts, self.m)  # perturb at most M codes per step
+        return lsq
 
     def _fit(self, x: np.ndarray) -> None:
         import faiss
@@ -204,28 +247,18 @@ class LSQ(_Quantizer):
         lsq.train(np.ascontiguousarray(x))
         self.arrays["codebooks"] = faiss.vector_to_array(lsq.codebooks).reshape(self.m, 256, x.shape[1])
 
-    def _lsq(self, d: int):
-        import faiss
-
-        lsq = faiss.LocalSearchQuantizer(d, self.m, 8)
-        lsq.train_iters = int(self.options.get("train_iters", 10))
-        lsq.encode_ils_iters = int(self.options.get("encode_ils_iters", 16))
-        lsq.random_seed = self.seed
-        lsq.nperts = min(lsq.nperts, self.m)
-        return lsq
-
     def _codes(self, x: np.ndarray) -> np.ndarray:
         import faiss
 
         lsq = self._lsq(x.shape[1])
         faiss.copy_array_to_vector(self.arrays["codebooks"].ravel(), lsq.codebooks)
         lsq.is_trained = True
-        return lsq.compute_codes(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x), self.m)
+        return lsq.compute_codes(np.ascontiguousarray(x))
 
 
 @METHODS.register("float")
-class Float(Method):
-    """The uncompressed reference: centred, L2-normalised float32 features (``bits`` must be 32)."""
+class Float(_Baseline):
+    """The uncompressed reference: preprocessed float32 features; ``bits`` must be 32 (per dimension)."""
 
     name = "float"
     kind = "float"
@@ -233,10 +266,11 @@ class Float(Method):
     @classmethod
     def check_bits(cls, bits: int) -> None:
         if bits != 32:
-            raise TagcodeError(f"method 'float' stores float32 features: bits must be 32, got {bits}")
+            raise TagcodeError(f"method 'float' cannot make {bits}-bit codes: it stores float32 features, "
+                               "bits must be 32 (per dimension)")
 
     def _fit(self, x: np.ndarray) -> None:
         return None
 
     def encode(self, x: np.ndarray, ids: np.ndarray) -> FloatCodes:
-        return FloatCodes(ids=_ids(ids), x=self._prep(x))
+        return FloatCodes(ids=ids, x=self._prep(x))

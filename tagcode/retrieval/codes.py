@@ -1,10 +1,15 @@
-"""Code containers written by ``encode`` and read by ``evaluate``: binary, additive-quantized, float."""
+"""Code containers written by ``encode`` and read by ``evaluate``: binary, additive-quantized, float.
+
+Each container holds one set (database or queries) in row order with its image ids (unique strings).
+On disk a set is one directory: ``meta.json`` (kind, counts, shapes) and ``arrays.npz`` (no pickles).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,59 +17,119 @@ from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path
 
 
+def _ids(ids: Any) -> np.ndarray:
+    """Image ids as a 1-D object array of ``str``."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise TagcodeError(f"image ids must be one-dimensional, got shape {ids.shape}")
+    return ids.astype(str).astype(object)
+
+
+def _rows(name: str, a: np.ndarray, ids: np.ndarray) -> None:
+    if a.ndim != 2 or len(a) != len(ids):
+        raise TagcodeError(f"{name} must have one row per id ({len(ids)}), got shape {a.shape}")
+
+
 @dataclass
 class BinaryCodes:
-    """Packed bits (``np.packbits`` of {0,1}, shape ``(n, nbits // 8)``) per image id."""
+    """Packed bits (``np.packbits`` of {0,1}, shape ``(n, nbits // 8)``, uint8) per image id."""
 
     ids: np.ndarray
     bits: np.ndarray
     nbits: int
 
+    def __post_init__(self) -> None:
+        self.ids, self.nbits = _ids(self.ids), int(self.nbits)
+        self.bits = np.ascontiguousarray(self.bits)
+        _rows("binary codes", self.bits, self.ids)
+        if self.bits.dtype != np.uint8 or self.nbits % 8 or self.bits.shape[1] * 8 != self.nbits:
+            raise TagcodeError(f"binary codes must be packed uint8 of shape (n, {self.nbits // 8}) for "
+                               f"{self.nbits} bits (a multiple of 8), got {self.bits.dtype} {self.bits.shape}")
+
 
 @dataclass
 class QuantizedCodes:
-    """Additive codes: x̂ = Σ_m codebooks[m, codes[:, m]]; ``codes`` (n, M) uint8, ``codebooks`` (M, K, d)."""
+    """Additive codes: x̂ = Σ_m codebooks[m, codes[:, m]]; ``codes`` (n, M) uint8, ``codebooks`` (M, K, d) float32.
+
+    PQ is the block-sparse special case (codebook m is zero outside block m).
+    """
 
     ids: np.ndarray
     codes: np.ndarray
     codebooks: np.ndarray
 
+    def __post_init__(self) -> None:
+        self.ids = _ids(self.ids)
+        self.codes = np.ascontiguousarray(self.codes)
+        self.codebooks = np.ascontiguousarray(self.codebooks, dtype=np.float32)
+        _rows("quantizer codes", self.codes, self.ids)
+        if self.codebooks.ndim != 3 or not 1 <= self.codebooks.shape[1] <= 256:
+            raise TagcodeError(f"codebooks must be (M, K ≤ 256, d), got shape {self.codebooks.shape}")
+        m, k, _ = self.codebooks.shape
+        if self.codes.dtype != np.uint8 or self.codes.shape[1] != m:
+            raise TagcodeError(f"quantizer codes must be uint8 of shape (n, {m}) for {m} codebooks, "
+                               f"got {self.codes.dtype} {self.codes.shape}")
+        if self.codes.size and int(self.codes.max()) >= k:
+            raise TagcodeError(f"quantizer code {int(self.codes.max())} is out of range for {k} codewords")
+
 
 @dataclass
 class FloatCodes:
-    """Uncompressed vectors (the float reference, and quantizers' query side for asymmetric search)."""
+    """Uncompressed float32 vectors (the float reference, and quantizers' query side for asymmetric search)."""
 
     ids: np.ndarray
     x: np.ndarray
 
+    def __post_init__(self) -> None:
+        self.ids = _ids(self.ids)
+        self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+        _rows("float codes", self.x, self.ids)
+
 
 Codes = BinaryCodes | QuantizedCodes | FloatCodes
-_KINDS = {"binary": BinaryCodes, "quantized": QuantizedCodes, "float": FloatCodes}
+_KINDS: dict[str, type[Codes]] = {"binary": BinaryCodes, "quantized": QuantizedCodes, "float": FloatCodes}
+
+
+def _check_unique(ids: np.ndarray, where: str | Path) -> None:
+    uniq, counts = np.unique(ids.astype(str), return_counts=True)
+    if len(uniq) != len(ids):
+        raise TagcodeError(f"{where}: {int((counts > 1).sum())} duplicate image ids in codes, "
+                           f"e.g. {str(uniq[counts > 1][0])!r}")
 
 
 def save_codes(codes: Codes, path: str | Path) -> None:
-    """Write a container as ``path/{meta.json,arrays.npz}``, atomically; duplicate ids are refused."""
-    ids = np.asarray(codes.ids, dtype=str)
-    if len(set(ids.tolist())) != len(ids):
-        raise TagcodeError(f"{path}: duplicate image ids in codes")
+    """Write one set as ``path/{meta.json,arrays.npz}``, atomically; duplicate ids are refused."""
+    _check_unique(codes.ids, path)
     kind = next(k for k, cls in _KINDS.items() if isinstance(codes, cls))
-    arrays = {k: v for k, v in vars(codes).items() if isinstance(v, np.ndarray) and k != "ids"}
-    meta = {"kind": kind, **{k: v for k, v in vars(codes).items() if isinstance(v, int)}}
+    arrays = {f.name: getattr(codes, f.name) for f in fields(codes) if isinstance(getattr(codes, f.name), np.ndarray)}
+    arrays["ids"] = arrays["ids"].astype(str)
+    meta: dict[str, Any] = {"kind": kind, "n": len(codes.ids), "shapes": {k: list(v.shape) for k, v in arrays.items()}}
+    if isinstance(codes, BinaryCodes):
+        meta["nbits"] = codes.nbits
     with atomic_path(path) as tmp:
         tmp.mkdir()
-        np.savez(tmp / "arrays.npz", ids=ids, **arrays)
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        with open(tmp / "arrays.npz", "wb") as fh:
+            np.savez(fh, **arrays)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def load_codes(path: str | Path) -> Codes:
-    """Read a container written by :func:`save_codes`."""
+    """Read a set written by :func:`save_codes` (the container type is recorded in ``meta.json``)."""
     path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
-        z = np.load(path / "arrays.npz", allow_pickle=False)
+        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise TagcodeError(f"{path}: no codes here (run `tagcode encode` first)") from None
-    cls = _KINDS[meta.pop("kind")]
-    fields = {k: z[k] for k in z.files}
-    fields["ids"] = fields["ids"].astype(object)
-    return cls(**fields, **meta)
+    except (ValueError, OSError, json.JSONDecodeError) as exc:
+        raise TagcodeError(f"{path}: unreadable codes ({exc})") from None
+    if meta.get("kind") not in _KINDS:
+        raise TagcodeError(f"{path}: unknown code kind {meta.get('kind')!r} in meta.json")
+    cls = _KINDS[meta["kind"]]
+    extra = {"nbits": meta.get("nbits")} if cls is BinaryCodes else {}
+    if set(arrays) | set(extra) != {f.name for f in fields(cls)} or None in extra.values():
+        raise TagcodeError(f"{path}: arrays {sorted(arrays)} and meta.json do not describe {meta['kind']} codes")
+    codes = cls(**arrays, **extra)
+    _check_unique(codes.ids, path)
+    return codes

@@ -1,0 +1,247 @@
+"""Every unsupervised registered method (timm-style parametrised): fit, encode, save/load, bits, quality;
+plus the faiss-level facts behind PQ, OPQ, LSQ and ITQ. Search here is numpy brute force, on purpose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from tagcode.errors import TagcodeError
+from tagcode.methods import METHODS, Method, create_method, load_method
+from tagcode.methods.baselines import LSQ, PQ
+from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
+
+UNSUPERVISED = [n for n in METHODS.names() if METHODS.get(n).supervision == "none"]
+DEFAULT_BITS = {"binary": 32, "quantizer": 16, "float": 32}
+FAST = {"lsq": {"train_iters": 3}, "opq": {"niter": 3}}  # keep faiss training quick
+
+
+def _make(name: str, bits: int | None = None, **options: object) -> Method:
+    bits = DEFAULT_BITS[METHODS.get(name).kind] if bits is None else bits
+    return create_method(name, bits=bits, **{**FAST.get(name, {}), **options})
+
+
+def _clustered(n: int = 600, d: int = 48, clusters: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian clusters far from the origin (so centring matters); float cosine 10-NN purity is about 0.9."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d)) * 0.7
+    y = rng.integers(0, clusters, n)
+    return (centres[y] + rng.standard_normal((n, d)) + 5).astype(np.float32), y
+
+
+def _prep(x: np.ndarray) -> np.ndarray:
+    """The documented preprocessing, recomputed here in float32: centre on the mean of ``x``, L2-normalise."""
+    x = x - x.mean(axis=0)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _recon(codes: QuantizedCodes) -> np.ndarray:
+    return codes.codebooks[np.arange(codes.codes.shape[1]), codes.codes].sum(axis=1)
+
+
+def _scores(db: object, q: object) -> np.ndarray:
+    """Brute-force similarity (higher is closer): −Hamming, AQD ⟨q, x̂⟩ or ⟨q, x⟩."""
+    if isinstance(db, BinaryCodes):
+        a, b = np.unpackbits(q.bits, axis=1).astype(np.int32), np.unpackbits(db.bits, axis=1).astype(np.int32)
+        return -(a @ (1 - b).T + (1 - a) @ b.T)
+    return q.x @ (_recon(db) if isinstance(db, QuantizedCodes) else db.x).T
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return _clustered()
+
+
+@pytest.fixture(scope="module", params=UNSUPERVISED)
+def fitted(request: pytest.FixtureRequest, data: tuple[np.ndarray, np.ndarray]) -> Method:
+    return _make(request.param).fit(data[0])
+
+
+def test_registry_has_the_baselines() -> None:
+    assert {"lsh", "itq", "pq", "opq", "lsq", "float"} <= set(UNSUPERVISED)
+    kinds = {n: METHODS.get(n).kind for n in UNSUPERVISED}
+    assert (kinds["lsh"], kinds["itq"], kinds["pq"], kinds["lsq"], kinds["float"]) == \
+        ("binary", "binary", "quantizer", "quantizer", "float")
+
+
+def test_encode_shapes_and_dtypes(fitted: Method, data: tuple[np.ndarray, np.ndarray]) -> None:
+    x = data[0][:50]
+    ids = [f"im{i}" for i in range(50)]
+    db, q = fitted.encode(x, ids), fitted.encode_query(x, ids)
+    assert list(db.ids) == ids and list(q.ids) == ids
+    if fitted.kind == "binary":
+        assert isinstance(db, BinaryCodes) and isinstance(q, BinaryCodes) and db.nbits == fitted.bits
+        assert db.bits.shape == (50, fitted.bits // 8) and db.bits.dtype == np.uint8
+        ones = np.unpackbits(db.bits, axis=1).mean()
+        assert 0.2 < ones < 0.8  # hyperplanes through the training mean: neither all zeros nor all ones
+    elif fitted.kind == "quantizer":
+        m = fitted.bits // 8
+        assert isinstance(db, QuantizedCodes) and isinstance(q, FloatCodes)
+        assert db.codes.shape == (50, m) and db.codes.dtype == np.uint8
+        assert db.codebooks.shape == (m, 256, 48) and db.codebooks.dtype == np.float32
+        xp = _prep(data[0])[:50]
+        err, spread = ((xp - _recon(db)) ** 2).sum(1).mean(), ((xp - xp.mean(0)) ** 2).sum(1).mean()
+        assert err < 0.5 * spread, f"reconstruction error {err:.3f}, distance to the mean {spread:.3f}"
+    else:
+        assert isinstance(db, FloatCodes) and isinstance(q, FloatCodes)
+        np.testing.assert_allclose(db.x, q.x)
+    if isinstance(q, FloatCodes):  # the query side is the documented preprocessing of the features
+        np.testing.assert_allclose(q.x, _prep(data[0])[:50], atol=1e-5)
+        assert q.x.dtype == np.float32 and q.x.shape == (50, 48)
+
+
+def test_save_load_gives_identical_codes(fitted: Method, data: tuple[np.ndarray, np.ndarray],
+                                         tmp_path: Path) -> None:
+    x, ids = data[0], np.arange(len(data[0])).astype(str)
+    fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["arrays.safetensors", "config.json"]
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert (config["name"], config["bits"], config["seed"]) == (fitted.name, fitted.bits, 0)
+    for loaded in (Method.load(tmp_path / "model"), load_method(tmp_path / "model"),
+                   type(fitted).load(tmp_path / "model")):
+        assert type(loaded) is type(fitted) and loaded.options == fitted.options
+        for side in ("encode", "encode_query"):
+            a, b = getattr(fitted, side)(x, ids), getattr(loaded, side)(x, ids)
+            for field in ("bits", "codes", "codebooks", "x"):
+                if hasattr(a, field):
+                    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_same_seed_same_model(fitted: Method, data: tuple[np.ndarray, np.ndarray]) -> None:
+    again = _make(fitted.name).fit(data[0])
+    assert again.arrays.keys() == fitted.arrays.keys()
+    for key in again.arrays:
+        np.testing.assert_array_equal(again.arrays[key], fitted.arrays[key], err_msg=key)
+
+
+def test_neighbours_share_the_cluster(fitted: Method, data: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = data
+    ids = np.arange(len(x)).astype(str)
+    s = _scores(fitted.encode(x, ids), fitted.encode_query(x, ids)).astype(np.float64)
+    np.fill_diagonal(s, -np.inf)
+    nn = np.argsort(-s, axis=1, kind="stable")[:, :10]
+    purity = (y[nn] == y[:, None]).mean()
+    chance = np.mean(np.bincount(y) / len(y))  # about 1/8
+    assert purity > 3 * chance, f"{fitted.name}: 10-NN purity {purity:.2f}, chance {chance:.2f}"
+
+
+@pytest.mark.parametrize(("name", "bits"), [("lsh", 16), ("lsh", 64), ("itq", 16), ("itq", 40), ("pq", 8),
+                                            ("pq", 24), ("opq", 32), ("lsq", 8), ("lsq", 24), ("lsq", 32)])
+def test_supported_code_lengths(name: str, bits: int, data: tuple[np.ndarray, np.ndarray]) -> None:
+    x = data[0][:300]
+    codes = _make(name, bits).fit(x).encode(x[:5], np.arange(5))
+    if isinstance(codes, BinaryCodes):
+        assert codes.nbits == bits and codes.bits.shape == (5, bits // 8)
+    else:
+        assert codes.codes.shape == (5, bits // 8) and codes.codebooks.shape == (bits // 8, 256, 48)
+
+
+@pytest.mark.parametrize(("name", "bits", "supports"), [
+    ("lsh", 12, "multiples of 8"), ("lsh", 0, "multiples of 8"), ("itq", 4, "multiples of 8"),
+    ("pq", 12, "M = 1..8"), ("opq", 72, "M = 1..8"), ("lsq", 4, "M = 1..8"), ("float", 16, "must be 32"),
+])
+def test_impossible_code_lengths(name: str, bits: int, supports: str) -> None:
+    with pytest.raises(TagcodeError, match=rf"method '{name}' cannot make {bits}-bit codes: .*{supports}") as err:
+        create_method(name, bits=bits)
+    assert "\n" not in str(err.value)
+
+
+def test_itq_bits_beyond_the_feature_dims() -> None:
+    x, _ = _clustered(300, d=12)
+    with pytest.raises(TagcodeError, match="'itq' cannot make 16-bit codes from 12-dim features"):
+        create_method("itq", bits=16).fit(x)
+
+
+def test_user_errors_are_one_line(data: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    x = data[0]
+    cases = [
+        (lambda: create_method("itqq", bits=16), "unknown method 'itqq'"),
+        (lambda: create_method("lsq", bits=16, train_iter=3), "no option 'train_iter' .*train_iters"),
+        (lambda: create_method("pq", bits=16, niter=3), r"no option 'niter' \(options: none\)"),
+        (lambda: create_method("lsq", bits=16).fit(x[:100]), "at least 256 training images, got 100"),
+        (lambda: create_method("lsh", bits=16).fit(np.where(np.arange(48) == 3, np.nan, x)), "NaN/inf"),
+        (lambda: create_method("lsh", bits=16).fit(x[0]), r"non-empty \(n, d\)"),
+        (lambda: create_method("pq", bits=16).encode(x, np.arange(len(x))), "not fitted"),
+        (lambda: create_method("lsh", bits=16).save(tmp_path / "m"), "not fitted"),
+        (lambda: _make("pq").fit(x).encode(x[:, :20], np.arange(len(x))), "20 dims, the model was fitted on 48"),
+        (lambda: Method.load(tmp_path / "missing"), "no trained model here"),
+    ]
+    for call, message in cases:
+        with pytest.raises(TagcodeError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_load_checks_the_class(data: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    create_method("lsh", bits=16).fit(data[0]).save(tmp_path / "lsh")
+    with pytest.raises(TagcodeError, match="holds a 'lsh' model, not PQ"):
+        PQ.load(tmp_path / "lsh")
+    (tmp_path / "lsh" / "arrays.safetensors").write_bytes(b"garbage")
+    with pytest.raises(TagcodeError, match="unreadable model"):
+        Method.load(tmp_path / "lsh")
+
+
+def _ip_pq_index(centroids: np.ndarray, codes: np.ndarray) -> faiss.IndexPQ:
+    """faiss's own inner-product PQ index over externally given centroids and codes."""
+    m, _, dsub = centroids.shape
+    index = faiss.IndexPQ(m * dsub, m, 8, faiss.METRIC_INNER_PRODUCT)
+    faiss.copy_array_to_vector(centroids.ravel(), index.pq.centroids)
+    index.is_trained = True
+    index.add_sa_codes(codes)
+    return index
+
+
+@pytest.mark.parametrize("name", ["pq", "opq"])
+def test_pq_and_opq_codebooks_give_faiss_adc_scores(name: str) -> None:
+    """⟨q, x̂⟩ with the exported input-space codebooks equals faiss's IP ADC in the (padded, rotated) space.
+
+    d = 30 is not a multiple of M = 4, so this also covers the zero padding."""
+    x, _ = _clustered(500, d=30)
+    method = _make(name, 32).fit(x)
+    ids = np.arange(500)
+    db, q = method.encode(x, ids), method.encode_query(x[:20], ids[:20])
+    assert db.codebooks.shape == (4, 256, 30)
+    pad = lambda v: np.pad(v, ((0, 0), (0, 2)))  # noqa: E731
+    rot = method.arrays.get("rotation", np.eye(32, dtype=np.float32))
+    if name == "opq":
+        np.testing.assert_allclose(rot @ rot.T, np.eye(32), atol=1e-4)  # R is orthogonal
+    else:  # PQ codebook m lives in block m only
+        for m in range(4):
+            outside = np.delete(db.codebooks[m], np.s_[8 * m:8 * m + 8], axis=1)
+            assert not outside.any()
+    index = _ip_pq_index(method.arrays["centroids"], db.codes)
+    np.testing.assert_array_equal(index.sa_encode(pad(method.encode_query(x, ids).x) @ rot.T), db.codes)
+    s, i = index.search(pad(q.x) @ rot.T, 10)
+    aqd = q.x @ _recon(db).T
+    np.testing.assert_allclose(np.take_along_axis(aqd, i, 1), s, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(-np.sort(-aqd, axis=1)[:, :10], s, rtol=1e-5, atol=1e-5)
+
+
+def test_lsq_is_additive_and_decodes_like_faiss(data: tuple[np.ndarray, np.ndarray]) -> None:
+    x = data[0]
+    method = _make("lsq", 24).fit(x)
+    assert isinstance(method, LSQ)
+    db = method.encode(x, np.arange(len(x)))
+    assert (np.abs(db.codebooks) > 1e-6).mean() > 0.5  # full-dimensional codebooks, not block-sparse
+    lsq = faiss.LocalSearchQuantizer(48, 3, 8)
+    faiss.copy_array_to_vector(db.codebooks.ravel(), lsq.codebooks)
+    lsq.is_trained = True
+    np.testing.assert_allclose(lsq.decode(db.codes), _recon(db), atol=1e-5)
+
+
+def test_itq_matches_faiss_itq_transform(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Our stored (W, t) reproduce faiss's ITQTransform bits, and W = PCA·R has orthonormal columns."""
+    x = data[0]
+    method = create_method("itq", bits=32).fit(x)
+    xp = _prep(x)
+    ref = faiss.ITQTransform(48, 32, True)
+    ref.itq.seed = 0
+    ref.train(xp)
+    bits = np.unpackbits(method.encode(x, np.arange(len(x))).bits, axis=1).astype(bool)
+    assert (bits == (ref.apply(xp) > 0)).mean() > 0.999  # rounding may flip a bit on the boundary
+    w = method.arrays["w"]
+    np.testing.assert_allclose(w.T @ w, np.eye(32), atol=1e-4)
