@@ -46,6 +46,11 @@ def test_prepare_clean_embed_on_mirflickr_fixture(tmp_path: Path, mirflickr_mini
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, rtol=1e-5)
     merge_map = json.loads((tmp_path / "embed" / "merge_map.json").read_text())
     assert sorted(i for v in merge_map.values() for i in v) == list(range(embed["vocabulary"]))
+    # Compound lookup and partial centring reach the stage: fewer OOV tags, less similar tags.
+    tuned = json.loads(run_stage("embed_tags", {"tags": str(tmp_path / "tags"), "eps": 0.05, "compose": True,
+                                                "center": 0.3, "out": str(tmp_path / "embed-tuned")}))
+    assert tuned["vectors_center"] == 0.3 and tuned["oov"] < embed["oov"], (tuned["oov"], embed["oov"])
+    assert tuned["margin_raw"]["mean_cosine"] < embed["margin_raw"]["mean_cosine"]
 
 
 def test_a_failing_stage_keeps_the_previous_output(tmp_path: Path) -> None:

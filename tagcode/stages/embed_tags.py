@@ -44,7 +44,10 @@ class Config(StageConfig):
                                                      "word2vec .bin/.bin.gz/.txt, GloVe .txt or gensim .kv file")
     oov: Literal["drop", "trained", "random"] = Field("drop", description="out-of-vocabulary tags: drop them, "
                                                       "fill from a Word2Vec trained on the tags, or seeded random")
-    center: bool = Field(False, description="subtract the mean word vector before normalising")
+    compose: bool = Field(False, description="look OOV compounds up by their words (blackandwhite → "
+                                             "black-and-white, or the mean of black, and, white)")
+    center: float = Field(0.0, ge=0, le=1, description="subtract this fraction of the mean word vector before "
+                                                       "normalising (0 off; bench/results/tag_calibration.md)")
     graph: bool = Field(True, description="enhance embeddings with the tag co-occurrence graph")
     tau: float = Field(0.4, ge=0, le=1, description="co-occurrence graph edge threshold on P(j|i)")
     alpha: float = Field(0.3, ge=0, le=1, description="weight of the graph neighbours in the enhancement")
@@ -76,13 +79,12 @@ def run(cfg: Config) -> dict[str, Any]:
                                                                                 train_rows.indptr[1:], strict=True)]
     kv, trained = _vectors(cfg, train_lists)
     emb, kept, vec_report = embed_vocabulary(vocab, kv, oov=cfg.oov if kv is not None else "trained",
-                                             train_tag_lists=train_lists, seed=cfg.seed, trained_kv=trained)
+                                             train_tag_lists=train_lists, seed=cfg.seed, trained_kv=trained,
+                                             compose=cfg.compose, center=cfg.center)
     if not kept.any():
         raise TagcodeError(f"{cfg.vectors}: none of the {len(vocab)} tags has a word vector (oov={cfg.oov})")
     kept_idx = np.flatnonzero(kept)
     emb = emb[kept_idx]
-    if cfg.center:
-        emb = emb - emb.mean(axis=0, keepdims=True)
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     train_kept = sp.csr_matrix(train_rows[:, kept_idx])
     graph = correlation_graph(train_kept, tau=cfg.tau) if cfg.graph else sp.csr_matrix((len(kept_idx),) * 2)
