@@ -1,14 +1,20 @@
-"""Bring your own data: a directory (local or ``s3://bucket/prefix``) of images plus a tags file.
+"""Bring your own data: a directory (local or ``s3://bucket/prefix``) of images plus one tags file.
 
-``tags.jsonl`` (one object per line) or ``tags.csv`` at the root, or any file named by ``tags_file``:
+The tags file is ``tags.jsonl`` or ``tags.csv`` at the root (exactly one of them), or the file named by the
+``tags_file`` option (relative to the root, or an absolute path / s3:// URI); its extension picks the format:
 
-- JSONL: ``{"image": "cats/1.jpg", "tags": ["cat", "sofa"], "labels": ["cat"], "image_id": "c1"}``;
-- CSV: columns ``image``, ``tags``, optional ``labels`` and ``image_id``; tags and labels separated by
-  ``tag_sep`` (default ``|``, so tags may contain commas and spaces).
+- ``.jsonl``: one object per line, ``{"image": "cats/1.jpg", "tags": ["cat", "sofa"], "labels": ["cat"],
+  "image_id": "c1"}``; ``tags`` and ``labels`` are lists (a string is split on ``tag_sep``);
+- ``.csv`` (or ``.tsv``, tab-delimited): a header row with the columns ``image``, ``tags`` and optionally
+  ``labels`` and ``image_id``; tags and labels are joined by ``tag_sep`` (default ``|``, so a tag may
+  contain commas and spaces: ``new york|sky``).
 
-``image`` is relative to the root; ``image_id`` defaults to it without the extension; ``labels``
-(evaluation only) may be omitted. Rows with no tags are kept. A listed image missing on disk or in S3 is a
-reported skip; a duplicate image id, a non-UTF-8 or empty tags file is a one-line error.
+``image`` is a path relative to the root; ``image_id`` defaults to that path without its extension;
+``labels`` (ground truth, evaluation only) may be omitted, and ``label_names`` is then empty. Tags are
+stripped, empty ones dropped, repeats removed; rows with no tags are kept. Records are sorted by
+``image_id`` (digit runs numerically). A listed image that is missing on disk or in S3, or whose path
+leaves the root, is a reported skip; a duplicate image id, a malformed line, a tags file that is missing,
+empty or not UTF-8 is a one-line error naming the file.
 """
 
 from __future__ import annotations
@@ -16,52 +22,94 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import posixpath
 
 from tagcode.data.sources._text import read_text
-from tagcode.data.sources.base import SOURCES, SourceData, make_records
+from tagcode.data.sources.base import SOURCES, SourceData, make_records, relative_files
 from tagcode.errors import TagcodeError
-from tagcode.io import exists, join, list_files
+from tagcode.io import is_s3, join
+
+DEFAULT_FILES = ("tags.jsonl", "tags.csv")
+FORMATS = {".jsonl": "jsonl", ".csv": ",", ".tsv": "\t"}
 
 
-def _split(value: object, sep: str) -> list[str]:
-    if isinstance(value, list):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [v.strip() for v in str(value or "").split(sep) if v.strip()]
+def _tags_uri(root: str, tags_file: str | None, files: dict[str, str]) -> str:
+    """Where the tags file is: the option, or the one default name present at the root."""
+    if tags_file is not None:
+        return tags_file if is_s3(tags_file) or os.path.isabs(tags_file) else join(root, tags_file)
+    found = [files[n] for n in DEFAULT_FILES if n in files]
+    if not found:
+        raise TagcodeError(f"{root}: no tags.jsonl or tags.csv found (or name the file with the tags_file option)")
+    if len(found) > 1:
+        raise TagcodeError(f"{root}: both tags.jsonl and tags.csv exist; choose one with the tags_file option")
+    return found[0]
+
+
+def _entries(uri: str, text: str) -> list[tuple[int, dict]]:
+    """``(line number, entry)`` pairs of a JSONL or CSV/TSV tags file."""
+    kind = FORMATS.get(posixpath.splitext(uri)[1].lower())
+    if kind is None:
+        raise TagcodeError(f"{uri}: unknown tags file type (expected {', '.join(FORMATS)})")
+    if kind == "jsonl":
+        out = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TagcodeError(f"{uri}:{i}: not valid JSON ({exc.msg})") from None
+                if not isinstance(entry, dict):
+                    raise TagcodeError(f"{uri}:{i}: expected a JSON object, got {type(entry).__name__}")
+                out.append((i, entry))
+        return out
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=kind, strict=True)
+    try:
+        if "image" not in (reader.fieldnames or []):
+            raise TagcodeError(f"{uri}: the header has no 'image' column (found {reader.fieldnames})")
+        return [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise TagcodeError(f"{uri}:{reader.line_num}: not valid CSV ({exc})") from None
+
+
+def _names(value: object, sep: str, where: str) -> list[str]:
+    """A tags/labels field as a list of stripped, non-empty names."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(sep)
+    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+        raise TagcodeError(f"{where}: tags and labels must be lists of strings")
+    return [s for s in (str(v).strip() for v in value) if s]
 
 
 @SOURCES.register("folder")
 def folder(root: str, tags_file: str | None = None, tag_sep: str = "|") -> SourceData:
-    """Read images and tags from a folder dataset."""
-    if tags_file is None:
-        found = [n for n in ("tags.jsonl", "tags.csv") if exists(join(root, n))]
-        if not found:
-            raise TagcodeError(f"{root}: no tags.jsonl or tags.csv found (or pass the tags_file option)")
-        tags_file = found[0]
-    uri = tags_file if "/" in tags_file and not tags_file.startswith(".") else join(root, tags_file)
-    text = read_text(uri)
-    if uri.endswith(".jsonl"):
-        entries = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    entries.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise TagcodeError(f"{uri}:{i}: not valid JSON ({exc.msg})") from None
-    else:
-        entries = list(csv.DictReader(io.StringIO(text)))
-    present = set(list_files(root))
+    """Read a folder of images described by a JSONL or CSV tags file."""
+    if not tag_sep:
+        raise TagcodeError("folder: option 'tag_sep' must not be empty")
+    files = relative_files(root)
+    uri = _tags_uri(root, tags_file, files)
+    entries = _entries(uri, read_text(uri))
+    if not entries:
+        raise TagcodeError(f"{uri}: no entries")
     rows, skipped = [], []
-    for i, e in enumerate(entries, 1):
-        if not isinstance(e, dict) or not e.get("image"):
-            raise TagcodeError(f"{uri}: entry {i} has no 'image'")
-        image_uri = join(root, e["image"])
-        if image_uri not in present:
-            skipped.append((image_uri, "image missing"))
+    for line, entry in entries:
+        where = f"{uri}:{line}"
+        image = entry.get("image")
+        if not isinstance(image, str) or not image.strip():
+            raise TagcodeError(f"{where}: no 'image' path")
+        rel = posixpath.normpath(image.strip().replace("\\", "/"))
+        if rel.startswith(("../", "/")) or rel == ".." or "://" in rel:
+            skipped.append((image, "image path is not inside the root"))
             continue
-        rows.append({"image_id": str(e.get("image_id") or posixpath.splitext(e["image"])[0]),
-                     "image_uri": image_uri, "tags": _split(e.get("tags"), tag_sep),
-                     "labels": _split(e.get("labels"), tag_sep)})
+        if rel not in files:
+            skipped.append((join(root, rel), "image missing"))
+            continue
+        image_id = entry.get("image_id")
+        rows.append({"image_id": str(image_id).strip() if image_id not in (None, "") else posixpath.splitext(rel)[0],
+                     "image_uri": files[rel], "tags": _names(entry.get("tags"), tag_sep, where),
+                     "labels": _names(entry.get("labels"), tag_sep, where)})
     if not rows:
         raise TagcodeError(f"{uri}: none of the {len(entries)} listed images exists under {root}")
     records = make_records(rows, uri)

@@ -1,14 +1,22 @@
-"""MIRFlickr-25K in the official layout (local path or ``s3://bucket/prefix``)::
+"""MIRFlickr-25K in its official layout (``root`` a local path or ``s3://bucket/prefix``)::
 
-    mirflickr/im{N}.jpg                          the images
-    mirflickr/meta/tags/tags{N}.txt              user tags of image N, one per line (may be empty)
-    mirflickr/doc/common_tags.txt                1,386 lines "tag count": the vocabulary, in file order
-    mirflickr25k_annotations_v080/<concept>.txt  image numbers carrying the concept (README.txt ignored)
-    mirflickr25k_annotations_v080/<concept>_r1.txt  the stricter "relevant" annotation
+    mirflickr/im{N}.jpg                             the images
+    mirflickr/meta/tags/tags{N}.txt                 user tags of image N, one per line (may be empty)
+    mirflickr/doc/common_tags.txt                   1,386 lines "tag count": the vocabulary, in file order
+    mirflickr25k_annotations_v080/<concept>.txt     one image number N per line (24 concepts)
+    mirflickr25k_annotations_v080/<concept>_r1.txt  the stricter "relevant" annotation (14 of them)
 
-``image_id`` is the number N as a string; images, tags and labels are joined by N, never by listing order.
-Option ``relevant_r1`` (False): also use the 14 ``_r1`` files as label columns (38 instead of 24; sharing
-≥1 label is the same relation either way). A tag file whose image is missing is a reported skip.
+``image_id`` is the number N as a string (``"961"``); records are sorted by N. Images, tags and labels are
+joined by N, never by listing order. ``vocabulary`` is the first token of each line of ``common_tags.txt``
+(None when the file is absent). ``label_names`` are the annotation file stems, alphabetical; files that are
+not concepts (``README.txt``) are ignored, and ``_r1`` files only count with the option below.
+
+Option ``relevant_r1`` (False): also use the ``_r1`` files as label columns (38 instead of 24; sharing ≥1
+label is the same relation either way, since each ``_r1`` list is a subset of its concept).
+
+Skipped or noted: a tag file whose image is missing ("image missing"), an image without a tag file (kept,
+no tags), a tag or vocabulary file that is not UTF-8 (read as Latin-1), a second file for the same N
+(``im01.jpg`` next to ``im1.jpg``). A non-number in an annotation file is a one-line error.
 """
 
 from __future__ import annotations
@@ -16,40 +24,68 @@ from __future__ import annotations
 import re
 
 from tagcode.data.sources._text import read_text
-from tagcode.data.sources.base import SOURCES, SourceData, make_records
+from tagcode.data.sources.base import SOURCES, SourceData, io_map, make_records, relative_files
 from tagcode.errors import TagcodeError
-from tagcode.io import exists, join, list_files
+from tagcode.io import exists, join
 
-_IMAGE = re.compile(r"(?:^|/)mirflickr/im(\d+)\.jpg$")
-_TAGS = re.compile(r"(?:^|/)mirflickr/meta/tags/tags(\d+)\.txt$")
-_ANNOT = re.compile(r"(?:^|/)mirflickr25k_annotations_v080/([^/]+)\.txt$")
+IMAGES_DIR = "mirflickr"
+ANNOTATIONS_DIR = "mirflickr25k_annotations_v080"
+_IMAGE = re.compile(r"^mirflickr/im(\d+)\.jpg$", re.I)
+_TAGS = re.compile(r"^mirflickr/meta/tags/tags(\d+)\.txt$")
+_ANNOTATION = re.compile(rf"^{ANNOTATIONS_DIR}/([^/]+)\.txt$")
+NOT_CONCEPTS = frozenset({"readme"})
+
+
+def _by_number(files: dict[str, str], pattern: re.Pattern[str], skipped: list[tuple[str, str]]) -> dict[int, str]:
+    """``{N: uri}`` for the relative paths matching ``pattern``; a repeated N is reported and ignored."""
+    out: dict[int, str] = {}
+    for rel, uri in files.items():
+        if m := pattern.match(rel):
+            n = int(m.group(1))
+            if n in out:
+                skipped.append((uri, f"second file for image number {n}; {out[n]} kept"))
+            else:
+                out[n] = uri
+    return out
+
+
+def _read_tags(uri: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The tags of one tag file (stripped, non-empty lines) and any decoding note."""
+    notes: list[tuple[str, str]] = []
+    return [t.strip() for t in read_text(uri, notes, required=False).splitlines() if t.strip()], notes
 
 
 @SOURCES.register("mirflickr")
 def mirflickr(root: str, relevant_r1: bool = False) -> SourceData:
-    """Read MIRFlickr-25K from its official layout."""
-    files = list_files(root)
-    images = {int(m.group(1)): f for f in files if (m := _IMAGE.search(f))}
-    tag_files = {int(m.group(1)): f for f in files if (m := _TAGS.search(f))}
-    annotations = {m.group(1): f for f in files if (m := _ANNOT.search(f)) and m.group(1).lower() != "readme"}
+    """Read MIRFlickr-25K from its official layout, joining images, tags and concepts by image number."""
+    files = relative_files(root)
+    skipped: list[tuple[str, str]] = []
+    images = _by_number(files, _IMAGE, skipped)
     if not images:
-        raise TagcodeError(f"{root}: no mirflickr/im<N>.jpg images found (expected the official MIRFlickr layout)")
-    problems: list[tuple[str, str]] = []
-    concepts = sorted(c for c in annotations if relevant_r1 or not c.endswith("_r1"))
+        raise TagcodeError(f"{root}: no {IMAGES_DIR}/im<N>.jpg images found (expected the official MIRFlickr "
+                           f"layout: {IMAGES_DIR}/, {ANNOTATIONS_DIR}/ under the root)")
+    tag_files = _by_number(files, _TAGS, skipped)
+    annotations = {m.group(1): uri for rel, uri in files.items()
+                   if (m := _ANNOTATION.match(rel)) and m.group(1).lower() not in NOT_CONCEPTS}
+    label_names = sorted(c for c in annotations if relevant_r1 or not c.endswith("_r1"))
     members: dict[int, list[str]] = {}
-    for concept in concepts:
-        for line in read_text(annotations[concept], problems, required=False).split():
-            if not line.isdigit():
-                raise TagcodeError(f"{annotations[concept]}: expected one image number per line, got {line!r}")
-            members.setdefault(int(line), []).append(concept)
-    vocab_uri = join(root, "mirflickr", "doc", "common_tags.txt")
-    vocabulary = ([ln.split()[0] for ln in read_text(vocab_uri, problems).splitlines() if ln.strip()]
-                  if exists(vocab_uri) else None)
+    for concept in label_names:
+        for token in read_text(annotations[concept], skipped, required=False).split():
+            if not token.isdigit():
+                raise TagcodeError(f"{annotations[concept]}: expected one image number per line, got {token!r}")
+            members.setdefault(int(token), []).append(concept)
+    vocab_uri = join(root, IMAGES_DIR, "doc", "common_tags.txt")
+    vocabulary = None
+    if exists(vocab_uri):
+        vocabulary = [ln.split()[0] for ln in read_text(vocab_uri, skipped).splitlines() if ln.strip()]
+    numbers = sorted(images)
+    with_tags = [n for n in numbers if n in tag_files]
+    read = dict(zip(with_tags, io_map(_read_tags, [tag_files[n] for n in with_tags], root), strict=True))
     rows = []
-    for n in sorted(images):
-        tags = ([t.strip() for t in read_text(tag_files[n], problems, required=False).splitlines() if t.strip()]
-                if n in tag_files else [])
+    for n in numbers:
+        tags, notes = read.get(n, ([], [(images[n], "no tag file; kept with no tags")]))
+        skipped += notes
         rows.append({"image_id": str(n), "image_uri": images[n], "tags": tags, "labels": members.get(n, [])})
-    skipped = problems + [(tag_files[n], "image missing") for n in sorted(set(tag_files) - set(images))]
-    return SourceData(records=make_records(rows, root), label_names=concepts, vocabulary=vocabulary,
+    skipped += [(tag_files[n], "image missing") for n in sorted(set(tag_files) - set(images))]
+    return SourceData(records=make_records(rows, root), label_names=label_names, vocabulary=vocabulary,
                       skipped=skipped)
