@@ -39,8 +39,8 @@ def run(cfg: Config) -> dict[str, Any]:
     if len(db_ids) == 0 or len(q_ids) == 0:
         raise TagcodeError(f"{cfg.prepared}: the split needs query and database images "
                            f"(query {len(q_ids)}, database {len(db_ids)})")
-    database = method.encode(features_for(cfg.features, db_ids), db_ids)
-    query = method.encode_query(features_for(cfg.features, q_ids), q_ids)
+    x_db, x_q = features_for(cfg.features, db_ids, q_ids)
+    database, query = method.encode(x_db, db_ids), method.encode_query(x_q, q_ids)
     with atomic_path(cfg.out) as out:
         out.mkdir()
         save_codes(database, out / "database")

@@ -30,16 +30,20 @@ class Config(StageConfig):
     out: str = Field("models/itq-32", description="model directory to write")
 
 
-def features_for(features_dir: str | Path, image_ids: np.ndarray) -> np.ndarray:
-    """Feature rows for ``image_ids`` (by id, never by position); an unknown id is a one-line error."""
+def features_for(features_dir: str | Path, *id_sets: np.ndarray) -> list[np.ndarray]:
+    """Feature rows for each set of image ids (by id, never by position), from one read of the features;
+    an unknown id is a one-line error."""
     from tagcode.backbones.extract import load_features
 
     ids, x = load_features(features_dir)
     pos = {i: k for k, i in enumerate(ids)}
-    missing = [i for i in image_ids if i not in pos]
-    if missing:
-        raise TagcodeError(f"{features_dir}: no features for {len(missing)} images, e.g. {missing[0]!r}")
-    return x[[pos[i] for i in image_ids]]
+    out = []
+    for image_ids in id_sets:
+        missing = [i for i in image_ids if i not in pos]
+        if missing:
+            raise TagcodeError(f"{features_dir}: no features for {len(missing)} images, e.g. {missing[0]!r}")
+        out.append(x[[pos[i] for i in image_ids]])
+    return out
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -50,7 +54,8 @@ def run(cfg: Config) -> dict[str, Any]:
     if len(train_ids) == 0:
         raise TagcodeError(f"{cfg.prepared}: the split has no training images")
     method = create_method(cfg.method, bits=cfg.bits, seed=cfg.seed, **cfg.options)
-    method.fit(features_for(cfg.features, train_ids))
+    (x,) = features_for(cfg.features, train_ids)
+    method.fit(x)
     method.save(cfg.out)
     return {"method": cfg.method, "bits": cfg.bits, "train_images": len(train_ids), "out": cfg.out}
 
