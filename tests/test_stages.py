@@ -119,3 +119,19 @@ def _no_label_column(monkeypatch: pytest.MonkeyPatch):
         return original(self, columns=columns, **kw)
 
     return read
+
+
+def test_features_are_looked_up_by_id_from_one_read(tmp_path: Path) -> None:
+    from tagcode.stages.train import features_for
+
+    ds = build_tiny_dataset(tmp_path / "ds", n_per_class=2)
+    prep, feats = tmp_path / "prep", tmp_path / "feats"
+    run_stage("prepare", {"source": "folder", "root": str(ds), "n_query": 2, "image_size": 16, "out": str(prep)})
+    run_stage("features", {"prepared": str(prep), "backbone": "tiny_cnn", "progress": False, "out": str(feats)})
+    ids = json.loads((feats / "ids.json").read_text())
+    x = np.load(feats / "features.npy")
+    a, b = features_for(feats, np.array(ids[::-1], dtype=object), np.array(ids[:2], dtype=object))
+    np.testing.assert_array_equal(a, x[::-1])
+    np.testing.assert_array_equal(b, x[:2])
+    with pytest.raises(TagcodeError, match=r"no features for 1 images, e\.g\. 'nope'"):
+        features_for(feats, np.array([ids[0], "nope"], dtype=object))
