@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -99,19 +100,24 @@ def evaluate(protocol: Protocol, *, query: dict[str, np.ndarray], database: dict
     with_radius = pr and protocol.score == "hamming" and k == n  # radii need the whole ranking
     ap, empty, at_n, at_cut, radius = [], [], [], [], []
     step = max(1, CHUNK_ELEMENTS // k)
-    for lo in range(0, len(queries), step):
-        sel = queries[lo : lo + step]
-        dist, idx = rank(sel, k)
-        rel = metrics.relevance_packed(q_masks[sel], db_masks, idx)
-        hits = np.cumsum(rel, axis=1, dtype=np.int32)
-        chunk_total = None if n_total is None else n_total[lo : lo + step]
-        ap.append(metrics.average_precision_from_hits(rel, hits, normaliser=protocol.normaliser,
-                                                      n_total=chunk_total))
-        empty.append(hits[:, -1] == 0)
-        at_n.append(hits[:, ns - 1])
-        at_cut.append(hits[:, cutoffs - 1])
-        if with_radius:
-            radius.append(metrics.radius_counts(dist, rel, 8 * np.asarray(database["bits"]).shape[1]))
+    # The next chunk is searched while this one is scored, so no core waits on the metric arithmetic.
+    with ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(rank, queries[:step], k)
+        for lo in range(0, len(queries), step):
+            sel = queries[lo : lo + step]
+            dist, idx = pending.result()
+            if lo + step < len(queries):
+                pending = ahead.submit(rank, queries[lo + step : lo + 2 * step], k)
+            rel = metrics.relevance_packed(q_masks[sel], db_masks, idx)
+            hits = np.cumsum(rel, axis=1, dtype=np.int32)
+            chunk_total = None if n_total is None else n_total[lo : lo + step]
+            ap.append(metrics.average_precision_from_hits(rel, hits, normaliser=protocol.normaliser,
+                                                          n_total=chunk_total))
+            empty.append(hits[:, -1] == 0)
+            at_n.append(hits[:, ns - 1])
+            at_cut.append(hits[:, cutoffs - 1])
+            if with_radius:
+                radius.append(metrics.radius_counts(dist, rel, 8 * np.asarray(database["bits"]).shape[1]))
     is_empty = np.concatenate(empty)
     n_eval = len(queries)
     result: dict[str, Any] = {
