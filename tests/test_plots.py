@@ -5,6 +5,9 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from tagcode.evaluation.plots import plot_map_vs_bits, plot_pr_curves
 
 
@@ -36,3 +39,13 @@ def test_empty_inputs_still_draw(tmp_path: Path) -> None:
     plot_pr_curves({}, tmp_path / "pr.png")
     plot_map_vs_bits({"wsdhq": []}, tmp_path / "m.png")
     assert png_size(tmp_path / "pr.png")[0] > 300 and png_size(tmp_path / "m.png")[0] > 300
+
+
+def test_map_vs_bits_draws_reference_lines(tmp_path: Path) -> None:
+    panels = {"wsdhq": [("itq", 16, 0.3), ("itq", 32, 0.35)]}
+    plot_map_vs_bits(panels, tmp_path / "plain.png")
+    plot_map_vs_bits(panels, tmp_path / "ref.png", references={"wsdhq": {"float (uncompressed)": 0.5}})
+    plot_map_vs_bits(panels, tmp_path / "other.png", references={"wshrca": {"float (uncompressed)": 0.5}})
+    plain, ref, other = (np.asarray(Image.open(tmp_path / f"{n}.png").convert("L")) for n in ("plain", "ref", "other"))
+    assert plain.shape == other.shape and np.array_equal(plain, other)  # a reference for another panel: none here
+    assert plain.shape != ref.shape or not np.array_equal(plain, ref)

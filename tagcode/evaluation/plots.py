@@ -20,9 +20,11 @@ def plot_pr_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]]
     _save(fig, path)
 
 
-def plot_map_vs_bits(panels: Mapping[str, Iterable[tuple[str, int, float]]], path: str | Path) -> None:
+def plot_map_vs_bits(panels: Mapping[str, Iterable[tuple[str, int, float]]], path: str | Path, *,
+                     references: Mapping[str, Mapping[str, float]] | None = None) -> None:
     """mAP against code length: one panel per protocol (``title → rows of (method, bits, mAP)``), one line
-    per method, to a PNG."""
+    per method, plus dashed horizontal lines for ``references`` (``title → {label: mAP}``, e.g. the
+    uncompressed features), to a PNG."""
     fig, axes = _figure(max(1, len(panels)))
     for ax, (title, rows) in zip(axes, panels.items(), strict=False):
         by_method: dict[str, list[tuple[int, float]]] = {}
@@ -31,9 +33,11 @@ def plot_map_vs_bits(panels: Mapping[str, Iterable[tuple[str, int, float]]], pat
         for method, points in sorted(by_method.items()):
             points.sort()
             ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=method)
+        for label, value in sorted((references or {}).get(title, {}).items()):
+            ax.axhline(float(value), color="0.3", linestyle="--", linewidth=1, label=label)
         ax.set(xlabel="bits", ylabel="mAP", title=title)
         ax.grid(alpha=0.3)
-        if by_method:
+        if ax.get_legend_handles_labels()[0]:
             ax.legend()
     _save(fig, path)
 

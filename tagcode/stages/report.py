@@ -1,7 +1,7 @@
 """report: the baseline table (mAP per method × bits × protocol) and the mAP-vs-code-length plots.
 
 Reads every ``<metrics>/<method>-<bits>/metrics.json`` written by evaluate; writes ``table.json``,
-``table.md`` and ``map_vs_bits.png`` (one panel per protocol) in ``out``.
+``table.md`` and ``map_vs_bits.png`` (one panel per protocol, the float reference dashed) in ``out``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def run(cfg: Config) -> dict[str, Any]:
     with atomic_open(out / "table.md", "w", encoding="utf-8") as fh:
         fh.write(markdown_table(rows, protocols))
     plot_map_vs_bits({f"{p} protocol": [(r["method"], r["bits"], r[p]) for r in rows if p in r and r["kind"] != "float"]
-                      for p in protocols}, out / "map_vs_bits.png")
+                      for p in protocols}, out / "map_vs_bits.png",
+                     references={f"{p} protocol": {f"{r['method']} (uncompressed)": r[p] for r in rows
+                                                   if p in r and r["kind"] == "float"} for p in protocols})
     return {"rows": rows, "protocols": protocols, "out": cfg.out}
 
 
