@@ -72,7 +72,7 @@ def test_malformed_containers_are_one_line_errors(build, message: str) -> None:
 
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
     dup = FloatCodes(ids=np.array(["a", "b", "a"], dtype=object), x=np.zeros((3, 2), np.float32))
-    with pytest.raises(TagcodeError, match=r"1 duplicate image ids in codes, e\.g\. 'a'"):
+    with pytest.raises(TagcodeError, match=r"duplicate image ids, e\.g\. 'a' \(1 duplicates\)"):
         save_codes(dup, tmp_path / "dup")
     assert not (tmp_path / "dup").exists()
     # a hand-made file with duplicates is refused on load too

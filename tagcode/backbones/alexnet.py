@@ -31,10 +31,9 @@ from tagcode.backbones.base import (
     Preprocess,
     load_state,
     load_torch_state,
-    one_line,
     require_weights,
 )
-from tagcode.errors import TagcodeError
+from tagcode.errors import TagcodeError, one_line
 
 CAFFE_MEAN = (103.939, 116.779, 123.68)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tagcode.errors import TagcodeError
+from tagcode.errors import TagcodeError, one_line
 from tagcode.registry import Registry
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
@@ -62,12 +62,6 @@ def require_weights(name: str, weights: str | None, pretrained: bool) -> None:
     if pretrained and weights is None:
         raise TagcodeError(f"backbone {name!r} has no installable weights: give the weights file by path "
                            "(weights=...) or use pretrained=False for random initialisation")
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (library errors can span many lines)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_torch_state(path: str) -> dict[str, torch.Tensor]:

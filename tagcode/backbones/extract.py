@@ -26,7 +26,7 @@ import torch
 from tagcode.backbones.base import Backbone
 from tagcode.backbones.transforms import to_tensor
 from tagcode.data.cache import ImageCache
-from tagcode.errors import TagcodeError
+from tagcode.errors import TagcodeError, check_unique_ids
 from tagcode.io import atomic_path, read_json
 
 FORMAT = "tagcode-features/1"
@@ -70,7 +70,7 @@ def extract_features(cache: ImageCache, backbone: Backbone, out_dir: str | Path,
     out_dir = Path(out_dir)
     rows = np.arange(len(cache)) if ids is None else cache.index_of(list(ids))
     row_ids = [str(i) for i in cache.ids[rows]]
-    _check_unique(row_ids, str(cache.path))
+    check_unique_ids(row_ids, cache.path)
     n, dim, chunk_rows = len(rows), backbone.feature_dim, batch_size * chunk_batches
     n_chunks = -(-n // chunk_rows)
     meta = {"format": FORMAT, "backbone": backbone.name or type(backbone).__name__,
@@ -158,15 +158,6 @@ def _publish(out_dir: Path, partial: Path, n_chunks: int, row_ids: list[str], me
         (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _check_unique(ids: Sequence[str], where: str) -> None:
-    """A one-line error naming the first duplicated image id."""
-    seen: set[str] = set()
-    for i in ids:
-        if i in seen:
-            raise TagcodeError(f"{where}: duplicate image id {i!r}")
-        seen.add(i)
-
-
 def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, X)`` from a features directory: ids an object array of str, X float32 ``(n, dim)``; missing
     files, a row/id count mismatch, duplicate ids and NaN/inf values are one-line errors."""
@@ -182,7 +173,7 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     ids = np.asarray([str(i) for i in read_json(path / "ids.json")], dtype=object)
     if len(ids) != len(x):
         raise TagcodeError(f"{path}: ids.json has {len(ids)} ids for {len(x)} feature rows")
-    _check_unique(ids, str(path / "ids.json"))
+    check_unique_ids(ids, path / "ids.json")
     x = np.array(x)
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():

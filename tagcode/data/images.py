@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
-from tagcode.errors import TagcodeError
+from tagcode.errors import TagcodeError, one_line
 
 REDUCING_GAP = 3.0  # box-reduce to ≥ 3x the target before LANCZOS ("fair in most cases" per Pillow)
 STRIP_PIXELS = 1 << 22  # 8-bit PNGs with more pixels (16 MB as RGBA) are decoded strip by strip
@@ -341,5 +341,4 @@ def _scanline_strips(idat: Iterable[memoryview], row: int, rows_per_strip: int, 
 
 def _detail(exc: BaseException) -> str:
     """The first line of an exception's message, safe to put in a one-line ``name: reason (detail)``."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.replace(": ", " - ")[:160]
+    return one_line(exc).replace(": ", " - ")[:160]

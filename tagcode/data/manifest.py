@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tagcode.errors import LabelAccessError, TagcodeError
+from tagcode.errors import LabelAccessError, TagcodeError, check_unique_ids
 from tagcode.io import atomic_path
 
 SPLITS = ("query", "database", "unused")
@@ -80,9 +80,7 @@ def validate_frame(df: pd.DataFrame, where: str) -> None:
     missing = [c for c in SCHEMA.names if c not in df.columns]
     if missing:
         raise TagcodeError(f"{where}: manifest lacks columns {missing}")
-    dup = df["image_id"][df["image_id"].duplicated()]
-    if len(dup):
-        raise TagcodeError(f"{where}: duplicate image ids, e.g. {dup.iloc[0]!r} ({len(dup)} duplicates)")
+    check_unique_ids(df["image_id"], where)
     bad = sorted(set(df["split"]) - set(SPLITS))
     if bad:
         raise TagcodeError(f"{where}: unknown split values {bad}; expected {list(SPLITS)}")

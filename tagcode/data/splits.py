@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from tagcode.data.sources.base import natural_key
-from tagcode.errors import TagcodeError
+from tagcode.errors import TagcodeError, check_unique_ids
 from tagcode.registry import Registry
 
 Split = tuple[np.ndarray, np.ndarray, dict[str, Any]]
@@ -215,9 +215,7 @@ def assign_split(records: pd.DataFrame, protocol: str, *, vocabulary: list[str] 
     missing = [c for c in REQUIRED_COLUMNS if c not in records.columns]
     if missing:
         raise TagcodeError(f"split {protocol!r}: the records lack columns {missing}")
-    dup = records["image_id"][records["image_id"].duplicated()]
-    if len(dup):
-        raise TagcodeError(f"split {protocol!r}: duplicate image ids, e.g. {dup.iloc[0]!r} ({len(dup)} duplicates)")
+    check_unique_ids(records["image_id"], f"split {protocol!r}")
     sizes = {"seed": seed, "n_query": n_query, "n_train": n_train, "n_database": n_database}
     options = {k: v for k, v in sizes.items() if v is not None}
     accepted = inspect.signature(fn).parameters

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tagcode.errors import TagcodeError
+from tagcode.errors import TagcodeError, check_unique_ids
 from tagcode.io import atomic_path
 
 
@@ -90,16 +90,9 @@ Codes = BinaryCodes | QuantizedCodes | FloatCodes
 _KINDS: dict[str, type[Codes]] = {"binary": BinaryCodes, "quantized": QuantizedCodes, "float": FloatCodes}
 
 
-def _check_unique(ids: np.ndarray, where: str | Path) -> None:
-    uniq, counts = np.unique(ids.astype(str), return_counts=True)
-    if len(uniq) != len(ids):
-        raise TagcodeError(f"{where}: {int((counts > 1).sum())} duplicate image ids in codes, "
-                           f"e.g. {str(uniq[counts > 1][0])!r}")
-
-
 def save_codes(codes: Codes, path: str | Path) -> None:
     """Write one set as ``path/{meta.json,arrays.npz}``, atomically; duplicate ids are refused."""
-    _check_unique(codes.ids, path)
+    check_unique_ids(codes.ids, path)
     kind = next(k for k, cls in _KINDS.items() if isinstance(codes, cls))
     arrays = {f.name: getattr(codes, f.name) for f in fields(codes) if isinstance(getattr(codes, f.name), np.ndarray)}
     arrays["ids"] = arrays["ids"].astype(str)
@@ -131,5 +124,5 @@ def load_codes(path: str | Path) -> Codes:
     if set(arrays) | set(extra) != {f.name for f in fields(cls)} or None in extra.values():
         raise TagcodeError(f"{path}: arrays {sorted(arrays)} and meta.json do not describe {meta['kind']} codes")
     codes = cls(**arrays, **extra)
-    _check_unique(codes.ids, path)
+    check_unique_ids(codes.ids, path)
     return codes
