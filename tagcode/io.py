@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
@@ -175,9 +175,3 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(read_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TagcodeError(f"{path}: not valid JSON ({exc})") from None
-
-
-def atomic_save(path: str | os.PathLike[str], save: Callable[[Path], None]) -> None:
-    """Call ``save(tmp_path)`` and move the result onto ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        save(tmp)
