@@ -33,3 +33,10 @@ def mirflickr_mini(shared_dir: Path) -> Path:
 def _no_cwd_litter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Point MLflow at the test's temporary directory so nothing lands in the repository."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _matplotlib_config(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """matplotlib writes its font cache to ~/.config or ~/.cache; give it the session's temporary directory
+    (before any test imports it; subprocesses inherit the variable)."""
+    os.environ["MPLCONFIGDIR"] = str(tmp_path_factory.mktemp("matplotlib"))
