@@ -99,6 +99,8 @@ def test_pr_curve_at_cutoffs() -> None:
         assert p == pytest.approx(np.mean([sum(rel[q, :c].tolist()) / c for q in counted]))
         assert r == pytest.approx(np.mean([sum(rel[q, :c].tolist()) / totals[q] for q in counted]))
     assert recall[-1] == pytest.approx(1.0)  # the whole database retrieves everything relevant
+    with pytest.raises(TagcodeError, match=r"PR cut-offs must lie in \[1, list length 120\], got \[0, 5\]"):
+        metrics.pr_curve(rel, totals, cutoffs=[0, 5])
 
 
 def test_pr_curve_hamming_treats_a_radius_as_one_step() -> None:

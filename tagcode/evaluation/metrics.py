@@ -103,10 +103,7 @@ def mean_average_precision(ap: np.ndarray, *, empty: Literal["skip", "zero"], is
 def precision_at(rel: np.ndarray, ns: Sequence[int]) -> dict[int, float]:
     """Mean over all given queries of (relevant in the first n) / n, for each 1 ≤ n ≤ the list length."""
     rel = _rel(rel)
-    cut = np.asarray(ns, dtype=np.int64)
-    if len(cut) and (cut.min() < 1 or cut.max() > rel.shape[1]):
-        raise TagcodeError(f"precision@n needs 1 ≤ n ≤ list length {rel.shape[1]}, got {cut.tolist()}")
-    hits_at = np.cumsum(rel, axis=1, dtype=np.int32)[:, cut - 1]
+    cut, hits_at = _hits_at(rel, ns, "precision@n cut-offs")
     return {int(n): float(v) for n, v in zip(cut, precision_from_hits(hits_at, cut), strict=True)}
 
 
@@ -118,12 +115,8 @@ def precision_from_hits(hits_at: np.ndarray, ns: np.ndarray) -> np.ndarray:
 def pr_curve(rel: np.ndarray, n_total: np.ndarray, *, cutoffs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at each cut-off of the ranked list, averaged over the queries that have at least
     one relevant item in the database (recall is undefined for the others)."""
-    rel = _rel(rel)
-    cut = np.asarray(cutoffs, dtype=np.int64)
-    if len(cut) and (cut.min() < 1 or cut.max() > rel.shape[1]):
-        raise TagcodeError(f"PR cut-offs must lie in [1, {rel.shape[1]}], got {cut.min()}..{cut.max()}")
-    hits = np.cumsum(rel, axis=1, dtype=np.int32)[:, cut - 1]
-    return pr_from_hits(hits, cut, n_total)
+    cut, hits_at = _hits_at(_rel(rel), cutoffs, "PR cut-offs")
+    return pr_from_hits(hits_at, cut, n_total)
 
 
 def pr_from_hits(hits_at: np.ndarray, cutoffs: np.ndarray, n_total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +164,14 @@ def _pack_pair(q_labels: np.ndarray, db_labels: np.ndarray) -> tuple[np.ndarray,
     if q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
         raise TagcodeError(f"query labels {q.shape} and database labels {db.shape} must be (n, L) with the same L")
     return pack_labels(q), pack_labels(db)
+
+
+def _hits_at(rel: np.ndarray, cutoffs: Sequence[int], what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(cut-offs as int64, relevant items within each, ``(nq, len(cutoffs))``); each must be in [1, list length]."""
+    cut = np.asarray(cutoffs, dtype=np.int64)
+    if len(cut) and (cut.min() < 1 or cut.max() > rel.shape[1]):
+        raise TagcodeError(f"{what} must lie in [1, list length {rel.shape[1]}], got {cut.tolist()}")
+    return cut, np.cumsum(rel, axis=1, dtype=np.int32)[:, cut - 1]
 
 
 def _rel(rel: np.ndarray) -> np.ndarray:
