@@ -18,3 +18,8 @@ def read_text(uri: str, problems: list[tuple[str, str]] | None = None, *, requir
             raise TagcodeError(f"{uri}: not UTF-8 (byte {exc.start})") from None
         problems.append((uri, "not UTF-8; decoded as Latin-1"))
         return data.decode("latin-1")
+
+
+def read_lines(uri: str, problems: list[tuple[str, str]] | None = None, *, required: bool = True) -> list[str]:
+    """The stripped, non-blank lines of a text file read with :func:`read_text`."""
+    return [ln.strip() for ln in read_text(uri, problems, required=required).splitlines() if ln.strip()]

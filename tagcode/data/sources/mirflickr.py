@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from tagcode.data.sources._text import read_text
+from tagcode.data.sources._text import read_lines, read_text
 from tagcode.data.sources.base import SOURCES, SourceData, io_map, make_records, relative_files
 from tagcode.errors import TagcodeError
 from tagcode.io import exists, join
@@ -52,7 +52,7 @@ def _by_number(files: dict[str, str], pattern: re.Pattern[str], skipped: list[tu
 def _read_tags(uri: str) -> tuple[list[str], list[tuple[str, str]]]:
     """The tags of one tag file (stripped, non-empty lines) and any decoding note."""
     notes: list[tuple[str, str]] = []
-    return [t.strip() for t in read_text(uri, notes, required=False).splitlines() if t.strip()], notes
+    return read_lines(uri, notes, required=False), notes
 
 
 @SOURCES.register("mirflickr")
@@ -77,7 +77,7 @@ def mirflickr(root: str, relevant_r1: bool = False) -> SourceData:
     vocab_uri = join(root, IMAGES_DIR, "doc", "common_tags.txt")
     vocabulary = None
     if exists(vocab_uri):
-        vocabulary = [ln.split()[0] for ln in read_text(vocab_uri, skipped).splitlines() if ln.strip()]
+        vocabulary = [ln.split()[0] for ln in read_lines(vocab_uri, skipped)]
     numbers = sorted(images)
     with_tags = [n for n in numbers if n in tag_files]
     read = dict(zip(with_tags, io_map(_read_tags, [tag_files[n] for n in with_tags], root), strict=True))

@@ -42,7 +42,7 @@ import re
 
 import numpy as np
 
-from tagcode.data.sources._text import read_text
+from tagcode.data.sources._text import read_lines
 from tagcode.data.sources.base import SOURCES, SourceData, make_records, relative_files
 from tagcode.errors import TagcodeError
 from tagcode.io import join, read_bytes
@@ -104,17 +104,12 @@ def _find(files: dict[str, str], name: str) -> str | None:
     return None
 
 
-def _lines(uri: str, notes: list[tuple[str, str]]) -> list[str]:
-    """Stripped non-blank lines of a text file (Latin-1 fallback noted)."""
-    return [ln.strip() for ln in read_text(uri, notes).splitlines() if ln.strip()]
-
-
 def _vocab(files: dict[str, str], name: str, root: str, notes: list[tuple[str, str]]) -> list[str]:
     """First token of each line of vocabulary file ``name``."""
     uri = _find(files, name)
     if uri is None:
         raise TagcodeError(f"{root}: {name} not found (looked in the root and {', '.join(SEARCH_DIRS[1:])}/)")
-    return [ln.split()[0] for ln in _lines(uri, notes)]
+    return [ln.split()[0] for ln in read_lines(uri, notes)]
 
 
 def _all_tags(files: dict[str, str], notes: list[tuple[str, str]]) -> dict[str, list[str]] | None:
@@ -123,7 +118,7 @@ def _all_tags(files: dict[str, str], notes: list[tuple[str, str]]) -> dict[str, 
     if uri is None:
         return None
     out: dict[str, list[str]] = {}
-    for ln in _lines(uri, notes):
+    for ln in read_lines(uri, notes):
         pid, *tags = ln.split()
         out.setdefault(pid, tags)
     return out
@@ -145,7 +140,7 @@ def _dpsh21(root: str, files: dict[str, str], notes: list[tuple[str, str]]) -> t
     if raw is None:
         raise TagcodeError(f"{root}: NUS_WID_Tags/All_Tags.txt not found (the raw tags of the 21-concept layout)")
     parts = [(p, o) for p, o in (("database", "train"), ("test", "test")) if f"{p}_img.txt" in files]
-    listed = {p: [posixpath.normpath(x.replace("\\", "/")) for x in _lines(files[f"{p}_img.txt"], notes)]
+    listed = {p: [posixpath.normpath(x.replace("\\", "/")) for x in read_lines(files[f"{p}_img.txt"], notes)]
               for p, _ in parts}
     label_files = {p: files.get(f"{p}_label_onehot.txt", "") for p, _ in parts}
     for p, uri in label_files.items():
@@ -154,7 +149,7 @@ def _dpsh21(root: str, files: dict[str, str], notes: list[tuple[str, str]]) -> t
     labels = {p: _aligned(label_files[p], len(listed[p])) for p, _ in parts}
     width = labels["database"].shape[1]
     names_uri = _find(files, "Concepts21.txt")
-    names = _lines(names_uri, notes) if names_uri else [f"c{j:02d}" for j in range(width)]
+    names = read_lines(names_uri, notes) if names_uri else [f"c{j:02d}" for j in range(width)]
     if len(names) != width:
         raise TagcodeError(f"{names_uri}: {len(names)} names for {width} label columns")
     rows = []
@@ -177,7 +172,7 @@ def _under_flickr(path: str) -> str:
 
 def _official(root: str, files: dict[str, str], notes: list[tuple[str, str]]) -> tuple[list[dict], list[str]]:
     """Rows of the official layout (Imagelist order)."""
-    images = [_under_flickr(p) for p in _lines(files["ImageList/Imagelist.txt"], notes)]
+    images = [_under_flickr(p) for p in read_lines(files["ImageList/Imagelist.txt"], notes)]
     concepts = sorted((m.group(1), uri) for rel, uri in files.items() if (m := _LABELS.match(rel)))
     if not concepts:
         raise TagcodeError(f"{root}: no Groundtruth/AllLabels/Labels_<concept>.txt files found")
@@ -194,7 +189,7 @@ def _official(root: str, files: dict[str, str], notes: list[tuple[str, str]]) ->
         bow = _aligned(tags_uri, len(images), width=len(vocab1k))
         tags = [[vocab1k[j] for j in np.flatnonzero(row)] for row in bow]
     test_uri = files.get("ImageList/TestImagelist.txt")
-    test = {_under_flickr(p) for p in _lines(test_uri, notes)} if test_uri else None
+    test = {_under_flickr(p) for p in read_lines(test_uri, notes)} if test_uri else None
     rows = []
     for path, row, t in zip(images, labels, tags, strict=True):
         rec = {"image_id": posixpath.splitext(posixpath.basename(path))[0], "image_uri": f"Flickr/{path}",
