@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from tagcode.config import StageConfig, build_config, check_params_file
 from tagcode.errors import TagcodeError
-from tagcode.stages import STAGES
+from tagcode.stages import STAGES, execute
 
 app = typer.Typer(
     name="tagcode",
@@ -86,7 +86,7 @@ def make_command(name: str) -> Any:
             if value is not None
         }
         cfg = build_config(config_cls, name, params, overrides)
-        summary = module.run(cfg)
+        summary = execute(module, cfg)
         typer.echo(module.format_summary(summary) if hasattr(module, "format_summary") else json.dumps(summary))
 
     params = [
