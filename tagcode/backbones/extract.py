@@ -158,6 +158,28 @@ def _publish(out_dir: Path, partial: Path, n_chunks: int, row_ids: list[str], me
         (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def merge_features(parts: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Join feature directories of consecutive shards into one, rows in order (the same bytes as an
+    unsharded run); the parts must share backbone, preprocessing and weights. Returns the merged meta."""
+    if not parts:
+        raise TagcodeError("no feature shards to merge")
+    metas = [read_json(Path(p) / "meta.json") for p in parts]
+    keep = [{k: v for k, v in m.items() if k != "n"} for m in metas]
+    if any(k != keep[0] for k in keep[1:]):
+        raise TagcodeError(f"{parts[0]}: feature shards disagree on backbone, preprocessing or weights")
+    loaded = [load_features(p) for p in parts]
+    ids = [str(i) for part_ids, _ in loaded for i in part_ids]
+    check_unique_ids(ids, "merged feature shards")
+    meta = {**metas[0], "n": len(ids)}
+    with atomic_path(out_dir) as staged:
+        staged.mkdir()
+        with open(staged / "features.npy", "wb") as fh:
+            np.save(fh, np.concatenate([x for _, x in loaded]).astype(np.float32, copy=False))
+        (staged / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
+        (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return meta
+
+
 def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, X)`` from a features directory: ids an object array of str, X float32 ``(n, dim)``; missing
     files, a row/id count mismatch, duplicate ids and NaN/inf values are one-line errors."""

@@ -27,6 +27,10 @@ class Config(StageConfig):
     device: str = Field("auto", description="auto (CUDA when present), cpu or cuda[:N]")
     resume: bool = Field(True, description="resume from completed chunks of an interrupted run")
     progress: bool = Field(True, description="show a progress bar")
+    shard: int = Field(0, ge=0, description="this run's shard of the cached images (scale-out; merge_shards "
+                                            "joins the shards)")
+    num_shards: int = Field(1, ge=1, description="number of shards: contiguous, batch-aligned ranges of the "
+                                                 "cache, so the merged result equals an unsharded run")
     out: str = Field("data/features", description="output directory")
 
 
@@ -35,11 +39,15 @@ def run(cfg: Config) -> dict[str, Any]:
     from tagcode.backbones import create_backbone
     from tagcode.backbones.extract import extract_features
     from tagcode.data.cache import ImageCache
+    from tagcode.data.shards import shard_slice
     kwargs: dict[str, Any] = {"size": cfg.input_size} if cfg.input_size else {}
     backbone = create_backbone(cfg.backbone, weights=cfg.weights, **kwargs)
     cache = ImageCache(Path(cfg.prepared) / "images")
+    ids = None
+    if cfg.num_shards > 1:
+        ids = list(cache.ids[shard_slice(len(cache), cfg.num_shards, cfg.shard, align=cfg.batch_size)])
     return extract_features(cache, backbone, cfg.out, batch_size=cfg.batch_size, device=cfg.device,
-                            resume=cfg.resume, progress=cfg.progress)
+                            resume=cfg.resume, progress=cfg.progress, ids=ids)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
