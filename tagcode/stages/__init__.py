@@ -10,9 +10,10 @@ import contextlib
 import importlib
 import json
 import types
+from pathlib import Path
 from typing import Any
 
-from tagcode.config import StageConfig, build_config
+from tagcode.config import StageConfig, build_config, check_params_file, read_params
 from tagcode.io import atomic_path, fetch, is_s3
 
 STAGES = ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "report")
@@ -40,3 +41,10 @@ def run_stage(name: str, values: dict[str, Any]) -> str:
     module = importlib.import_module(f"tagcode.stages.{name}")
     cfg = build_config(module.Config, name, overrides=values)
     return json.dumps(execute(module, cfg), default=str, sort_keys=True)
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read a params file after validating every section and the grid (``tagcode check-params``'s
+    one-line errors), so a typo never reaches a pod."""
+    check_params_file(path, {s: importlib.import_module(f"tagcode.stages.{s}").Config for s in STAGES})
+    return read_params(path)
