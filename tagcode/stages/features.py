@@ -22,6 +22,8 @@ class Config(StageConfig):
     backbone: str = Field("efficientnet_lite0", description="backbone: efficientnet_lite0, alexnet_caffe "
                                                             "(weights .npy), alexnet (weights .pth) or tiny_cnn")
     weights: str | None = Field(None, description="weights file for backbones that need one")
+    allow_pickle: bool = Field(False, description="trust a pickled weights file (alexnet_caffe's .npy): "
+                                                  "unpickling can run arbitrary code, so it is refused otherwise")
     input_size: int | None = Field(None, ge=16, description="network input side; None: the backbone's default")
     batch_size: int = Field(64, ge=1, description="images per forward pass")
     device: str = Field("auto", description="auto (CUDA when present), cpu or cuda[:N]")
@@ -41,6 +43,8 @@ def run(cfg: Config) -> dict[str, Any]:
     from tagcode.data.cache import ImageCache
     from tagcode.data.shards import shard_slice
     kwargs: dict[str, Any] = {"size": cfg.input_size} if cfg.input_size else {}
+    if cfg.allow_pickle:
+        kwargs["allow_pickle"] = True
     backbone = create_backbone(cfg.backbone, weights=cfg.weights, **kwargs)
     cache = ImageCache(Path(cfg.prepared) / "images")
     ids = None
