@@ -108,7 +108,7 @@ def test_trainset_has_no_labels_and_checks_shapes() -> None:
 
 
 def test_options_are_validated_in_one_line() -> None:
-    with pytest.raises(TagcodeError, match="method 'itq' options: iterations: .*got \"many\""):
+    with pytest.raises(TagcodeError, match=r"method 'itq' options: iterations: .*got \"many\""):
         create_method("itq", bits=16, iterations="many")
     with pytest.raises(TagcodeError, match="no option 'steps'"):
         create_method("itq", bits=16, steps=3)
