@@ -26,7 +26,8 @@ from tagcode.stages import STAGES
 app = typer.Typer(
     name="tagcode",
     help="Weakly supervised image retrieval from noisy tags: one subcommand per pipeline stage.",
-    no_args_is_help=True,
+    no_args_is_help=False,  # bare `tagcode` is a one-line usage error, not a help page plus an error
+    rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     add_completion=False,
 )
@@ -37,23 +38,37 @@ def stage_module(name: str) -> types.ModuleType:
     return importlib.import_module(f"tagcode.stages.{name}")
 
 
+def _members(annotation: Any) -> list[Any]:
+    """The non-None members of a (possibly Optional / union) annotation."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return [a for a in typing.get_args(annotation) if a is not type(None)]
+    return [annotation]
+
+
 def _is_scalar(annotation: Any) -> bool:
     """True for str/int/float/bool (optionally Optional); those are passed through unparsed."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    return all(a in (str, int, float, bool) for a in args)
+    return all(a in (str, int, float, bool) for a in _members(annotation))
+
+
+def _is_list(annotation: Any) -> bool:
+    """True for list/tuple annotations (optionally Optional)."""
+    return any(typing.get_origin(a) in (list, tuple) or a in (list, tuple) for a in _members(annotation))
 
 
 def _parse_value(raw: str, annotation: Any) -> Any:
-    """Parse a CLI string: JSON for lists/dicts (or comma-separated lists), the raw string otherwise."""
+    """Parse a CLI string: ``none``/``null`` is None where the field allows it; a list is JSON
+    (``'[10, 100]'``) or comma-separated (``wsdhq,wshrca``); a dict is JSON; scalars pass through."""
+    if type(None) in typing.get_args(annotation) and raw.strip().lower() in {"none", "null"}:
+        return None
     if _is_scalar(annotation):
-        return None if raw.lower() in {"none", "null"} and type(None) in typing.get_args(annotation) else raw
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        origin = typing.get_origin(annotation)
-        if origin in (list, tuple) or any(typing.get_origin(a) in (list, tuple) for a in typing.get_args(annotation)):
-            return [x.strip() for x in raw.split(",") if x.strip()]
         return raw
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if _is_list(annotation) and not isinstance(value, list):
+        return [x.strip() for x in raw.split(",") if x.strip()]
+    return value
 
 
 def _type_name(annotation: Any) -> str:
@@ -61,13 +76,34 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", text) if not typing.get_args(annotation) else text
 
 
-def _option(name: str, field: FieldInfo) -> inspect.Parameter:
+def _default_text(field: FieldInfo) -> str:
+    """How ``--help`` shows a field's default: ``none``, a number or word, or JSON for lists and dicts."""
     default = field.default if field.default_factory is None else field.default_factory()
-    help_text = f"{field.description or ''} [default: {json.dumps(default, default=str)}]".strip()
+    if default is None:
+        return "none"
+    if isinstance(default, list | tuple | dict):
+        return json.dumps(default)
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
+def _help_text(field: FieldInfo) -> str:
+    """A field's description, how to write a list or None on the command line, and the default (escaped, as
+    rich markup would otherwise swallow ``[default: ...]``)."""
+    from rich.markup import escape
+
+    text = field.description or ""
+    if _is_list(field.annotation):
+        text += " (comma-separated, or JSON such as '[10, 100]')"
+    if type(None) in typing.get_args(field.annotation):
+        text += " ('none' for None)"
+    return escape(f"{text} [default: {_default_text(field)}]".strip())
+
+
+def _option(name: str, field: FieldInfo) -> inspect.Parameter:
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, "--" + name.replace("_", "-"), help=help_text,
+        default=typer.Option(None, "--" + name.replace("_", "-"), help=_help_text(field),
                              metavar=_type_name(field.annotation).upper(), show_default=False),
         annotation=str | None,
     )
@@ -80,7 +116,7 @@ def make_command(name: str) -> Any:
 
     def command(**kwargs: Any) -> None:
         params = kwargs.pop("params")
-        overrides = {
+        overrides = {  # an option not given is None here; one given as 'none' parses to None and is kept
             key: _parse_value(value, config_cls.model_fields[key].annotation)
             for key, value in kwargs.items()
             if value is not None
@@ -129,22 +165,61 @@ def show(
         typer.echo(table.read_text(encoding="utf-8"))
 
 
+def _click_exceptions() -> list[types.ModuleType]:
+    """The exception modules of click and of the copy of click that typer vendors (typer ≥ 0.16 raises its
+    own ``typer._click`` classes, which are not click's)."""
+    modules = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return modules
+
+
+def usage_error(exc: BaseException) -> tuple[str, int] | None:
+    """``(one-line message, exit code)`` for a command-line usage mistake raised by click or typer, else None."""
+    for mod in _click_exceptions():
+        if isinstance(exc, mod.UsageError):
+            ctx = exc.ctx
+            path = ctx.command_path if ctx is not None else _command_path(sys.argv[1:])
+            message = one_line_text(exc.format_message())
+            if ctx is not None and hasattr(ctx.command, "list_commands"):  # a mistake at the command level
+                message += f" Commands: {', '.join(ctx.command.list_commands(ctx))}."
+            return f"{message} (see '{path} --help')", exc.exit_code
+        if isinstance(exc, mod.ClickException):
+            return one_line_text(exc.format_message()), exc.exit_code
+        if isinstance(exc, mod.Abort):
+            return "aborted", 130
+    return None
+
+
+def _command_path(argv: list[str]) -> str:
+    """``tagcode <subcommand>`` when the first argument names one (some click errors carry no context)."""
+    names = {c.name for c in app.registered_commands}
+    return f"tagcode {argv[0]}" if argv and argv[0] in names else "tagcode"
+
+
+def one_line_text(text: str) -> str:
+    """Collapse a message onto one line."""
+    return " ".join(text.split())
+
+
 def main() -> None:
-    """Entry point: run the app, turning TagcodeError into one line on stderr and exit code 2."""
+    """Entry point: run the app; a TagcodeError or a command-line usage mistake becomes one line on stderr
+    and exit code 2 (130 when interrupted), never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(prog_name="tagcode", standalone_mode=False)
     except TagcodeError as exc:
         typer.echo(f"tagcode: error: {exc}", err=True)
         sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except KeyboardInterrupt:
+        typer.echo("tagcode: error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        usage = usage_error(exc)
+        if usage is None:
+            raise
+        typer.echo(f"tagcode: error: {usage[0]}", err=True)
+        sys.exit(usage[1])
+    sys.exit(code if isinstance(code, int) else 0)

@@ -59,7 +59,11 @@ def build_config(
     params_path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> C:
-    """Defaults < params.yaml[section] < overrides, validated into ``cls``."""
+    """Defaults < params.yaml[section] < overrides, validated into ``cls``.
+
+    An override of None sets the key to None (``--eps none``). A bad value is a one-line error that names
+    where it came from: the params file and section, or the command-line option.
+    """
     values: dict[str, Any] = {}
     where = f"{section} options"
     if params_path is not None:
@@ -69,10 +73,14 @@ def build_config(
             raise TagcodeError(f"{params_path}: section {section!r} must be a mapping")
         values.update(raw)
         where = f"{params_path}: {section}"
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    overrides = dict(overrides or {})
+    values.update(overrides)
     try:
         return cls.model_validate(values)
     except ValidationError as exc:
+        key = exc.errors()[0]["loc"][0] if exc.errors()[0]["loc"] else None
+        if key in overrides:
+            where = f"{section}: command-line option --{str(key).replace('_', '-')}"
         raise TagcodeError(validation_message(exc, where)) from None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -31,7 +31,8 @@ class Config(StageConfig):
     prepared: str = Field("data/prepared", description="output directory of the prepare stage")
     protocols: list[str] = Field(default_factory=lambda: ["wsdhq", "wshrca"],
                                  description=f"protocol families: {', '.join(FAMILIES)}")
-    p_at: list[int] = Field(default_factory=lambda: [10, 100, 1000], description="cut-offs for precision@N")
+    p_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10, 100, 1000],
+                                                    description="cut-offs for precision@N")
     out: str = Field("metrics/itq-32", description="output directory")
 
 

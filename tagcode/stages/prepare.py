@@ -21,7 +21,8 @@ from pydantic import Field
 from tagcode.config import StageConfig
 from tagcode.data.cache import DEFAULT_SHARD_SIZE, CacheWriter
 from tagcode.data.manifest import write_manifest
-from tagcode.data.splits import assign_split
+from tagcode.data.sources import SOURCES
+from tagcode.data.splits import SPLIT_PROTOCOLS, assign_split
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
 
@@ -29,15 +30,14 @@ from tagcode.io import atomic_path, write_json
 class Config(StageConfig):
     """Options of the prepare stage."""
 
-    source: str = Field("openclipart", description="dataset source: openclipart, mirflickr, nuswide, "
-                                                   "fashion_mnist or folder")
+    source: str = Field("openclipart", description="dataset source: " + ", ".join(sorted(SOURCES.names())))
     root: str = Field("/usr/share/openclipart", description="dataset root: a local path or s3://bucket/prefix")
     options: dict[str, Any] = Field(default_factory=dict, description="source-specific options (JSON object)")
-    protocol: str = Field("random", description="split protocol: random, wshrca, wsdhq or official")
-    seed: int | None = Field(None, description="split seed (None: the protocol's default)")
-    n_query: int | None = Field(None, description="number of query images (None: the protocol's default)")
-    n_train: int | None = Field(None, description="number of training images (None: the protocol's default)")
-    n_database: int | None = Field(None, description="cap on database images (None: all the rest)")
+    protocol: str = Field("random", description="split protocol: " + ", ".join(sorted(SPLIT_PROTOCOLS.names())))
+    seed: int | None = Field(None, ge=0, description="split seed (None: the protocol's default)")
+    n_query: int | None = Field(None, ge=1, description="number of query images (None: the protocol's default)")
+    n_train: int | None = Field(None, ge=1, description="number of training images (None: the protocol's default)")
+    n_database: int | None = Field(None, ge=1, description="cap on database images (None: all the rest)")
     limit: int | None = Field(None, ge=1, description="use a seeded random subset of this many records "
                                                       "(quick runs); None: all")
     image_size: int = Field(64, ge=8, le=1024, description="side of the square cached thumbnails, pixels")
