@@ -5,7 +5,14 @@ Outputs (directory ``out``, published atomically as a whole):
 - ``manifest.parquet``: one row per image (``tagcode.data.manifest``), labels for evaluation only;
 - ``images/``: the decoded-image cache (``tagcode.data.cache``), query and database images only;
 - ``skipped.csv``: every input item that was not used, with the reason;
-- ``report.json``: counts (records, decoded, skipped by reason, split sizes).
+- ``notes.csv``: items that were used but read with a fallback (Latin-1, no tag file), with the note;
+- ``report.json``: counts (records, decoded, skipped and notes by reason, final split sizes, images lost
+  in decoding per split) and the dataset listing digest (``tagcode.data.listing``).
+
+Split sizes are counted once, after decoding, and the same numbers appear in the summary, ``report.json``
+and its ``split_report``. "train" here means database images with ≥1 tag (in the source's vocabulary when
+it has one): the images every method trains on. clean_tags and embed_tags count the subset that keeps
+≥1 tag after their filters; the baselines use no tags, so they train on all of prepare's.
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ class Config(StageConfig):
     out: str = Field("data/prepared", description="output directory")
 
 
+TRAIN_DEFINITION = "database images with ≥1 tag"
+
+
 def _subset(records: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """A seeded random subset of ``limit`` records, in the original order."""
     if limit is None or limit >= len(records):
@@ -79,9 +89,11 @@ def _decode_all(frame: pd.DataFrame, loader: Any, cfg: Config, writer: CacheWrit
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns the report that is also written to ``report.json``."""
+    from tagcode.data.listing import dataset_listing
     from tagcode.data.sources import load_source
 
     src = load_source(cfg.source, cfg.root, **cfg.options)
+    listing = dataset_listing(cfg.root)
     records = _subset(src.records, cfg.limit, cfg.seed or 0)
     if records.empty:
         raise TagcodeError(f"{cfg.root}: the {cfg.source} source yielded no images")
@@ -96,16 +108,26 @@ def run(cfg: Config) -> dict[str, Any]:
         frame = frame[~frame["image_id"].isin(bad)].reset_index(drop=True)
         meta = {"source": cfg.source, "root": cfg.root, "label_names": list(src.label_names),
                 "vocabulary": list(src.vocabulary) if src.vocabulary is not None else None,
-                "blocked_tags": list(src.blocked_tags), "protocol": cfg.protocol, "image_size": cfg.image_size}
+                "blocked_tags": list(src.blocked_tags), "protocol": cfg.protocol, "image_size": cfg.image_size,
+                "listing_sha256": listing["sha256"]}
         write_manifest(out / "manifest.parquet", frame, meta)
         skipped = [*src.skipped, *failed]
         pd.DataFrame(skipped, columns=["item", "reason"]).to_csv(out / "skipped.csv", index=False)
-        reasons = collections.Counter(_reason_kind(r) for _, r in skipped)
+        pd.DataFrame(src.notes, columns=["item", "note"]).to_csv(out / "notes.csv", index=False)
+        counts = {s: int((frame["split"] == s).sum()) for s in ("query", "database", "unused")}
+        lost = {s: int((used["split"] == s).to_numpy()[used["image_id"].isin(bad).to_numpy()].sum())
+                for s in ("query", "database")}
+        lost["train"] = int(used["train"].to_numpy()[used["image_id"].isin(bad).to_numpy()].sum())
+        split_report = {**split_report, "counts": counts, "train": int(frame["train"].sum()),
+                        "lost_in_decoding": lost}
         report = {
-            "source": cfg.source, "records": len(src.records), "used_records": len(records),
-            "decoded": len(used) - len(failed), "skipped": len(skipped), "skipped_by_reason": dict(reasons),
-            "split": {s: int((frame["split"] == s).sum()) for s in ("query", "database", "unused")},
-            "train": int(frame["train"].sum()), "labels": len(src.label_names), "split_report": split_report,
+            "source": cfg.source, "root": cfg.root, "records": len(src.records), "used_records": len(records),
+            "decoded": len(used) - len(failed), "skipped": len(skipped),
+            "skipped_by_reason": dict(collections.Counter(_reason_kind(r) for _, r in skipped)),
+            "notes": len(src.notes),
+            "notes_by_reason": dict(collections.Counter(_reason_kind(r) for _, r in src.notes)),
+            "split": counts, "train": split_report["train"], "train_definition": TRAIN_DEFINITION,
+            "labels": len(src.label_names), "listing": listing, "split_report": split_report,
         }
         write_json(out / "report.json", report)
     return report
@@ -117,10 +139,13 @@ def _reason_kind(reason: str) -> str:
 
 
 def format_summary(report: dict[str, Any]) -> str:
-    """A short human summary for the CLI."""
+    """A short human summary for the CLI: final split sizes, skips and notes counted apart."""
     s = report["split"]
-    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(report["skipped_by_reason"].items())) or "none"
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(report["skipped_by_reason"].items()))
+    notes = ", ".join(f"{k}: {v}" for k, v in sorted(report.get("notes_by_reason", {}).items()))
     return (f"prepare: {report['used_records']} records from {report['source']}; decoded {report['decoded']} "
-            f"(query {s['query']}, database {s['database']}, train {report['train']}, unused {s['unused']}); "
-            f"{report['labels']} labels; skipped {report['skipped']} ({skipped})")
+            f"(query {s['query']}, database {s['database']}, train {report['train']} = {TRAIN_DEFINITION}, "
+            f"unused {s['unused']}); {report['labels']} labels; skipped {report['skipped']}"
+            + (f" ({skipped})" if skipped else "") + f"; notes {report.get('notes', 0)}"
+            + (f" ({notes})" if notes else ""))
 
