@@ -155,14 +155,40 @@ def check_params(path: Path = typer.Argument(Path("params.yaml"), help="params f
 def show(
     root: Path = typer.Option(Path("."), help="project directory holding data/ and reports/"),
 ) -> None:
-    """Print the summaries of the stages that have run (reads their report.json files)."""
+    """Print the summaries of the stages of the current run and the table, if it was measured on the current
+    split; say what is missing or left over from another run."""
+    for line in show_lines(root):
+        typer.echo(line)
+
+
+def show_lines(root: Path) -> list[str]:
+    """What ``tagcode show`` prints. The current run is the prepare output in ``data/prepared``: a tag-stage
+    summary written before it (older file) is stale, and the table is shown only when its fingerprint is that
+    of the current split (``report.current_fingerprint``)."""
+    lines: list[str] = []
+    prepared = root / "data" / "prepared" / "report.json"
+    if not prepared.is_file():
+        return [f"prepare: missing ({prepared} not found; run `dvc repro` or `tagcode prepare`)"]
+    since = prepared.stat().st_mtime_ns
     for name, rel in (("prepare", "data/prepared"), ("clean_tags", "data/tags"), ("embed_tags", "data/embed")):
         path = root / rel / "report.json"
-        if path.is_file():
-            typer.echo(stage_module(name).format_summary(json.loads(path.read_text(encoding="utf-8"))))
-    table = root / "reports" / "table.md"
-    if table.is_file():
-        typer.echo(table.read_text(encoding="utf-8"))
+        if not path.is_file():
+            lines.append(f"{name}: missing ({path} not found; run `dvc repro {name}`)")
+        elif path.stat().st_mtime_ns < since:
+            lines.append(f"{name}: stale ({path} was written before the current prepare output; "
+                         f"run `dvc repro {name}`)")
+        else:
+            lines.append(stage_module(name).format_summary(json.loads(path.read_text(encoding="utf-8"))))
+    table, table_json = root / "reports" / "table.md", root / "reports" / "table.json"
+    if not (table.is_file() and table_json.is_file()):
+        lines.append(f"report: missing ({table} not found; run `dvc repro report`)")
+        return lines
+    current = stage_module("report").current_fingerprint(root / "data" / "prepared")
+    if json.loads(table_json.read_text(encoding="utf-8")).get("fingerprint") != current:
+        lines.append(f"report: stale ({table} was measured on another dataset or split; run `dvc repro report`)")
+    else:
+        lines.append(table.read_text(encoding="utf-8").rstrip("\n"))
+    return lines
 
 
 def _click_exceptions() -> list[types.ModuleType]:

@@ -48,6 +48,9 @@ def representation(codes: Any) -> dict[str, Any]:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns the metrics also written to ``metrics.json``."""
+    from tagcode.data.listing import split_fingerprint
+    from tagcode.data.manifest import read_manifest
+    from tagcode.evaluation.chance import random_map
     from tagcode.evaluation.plots import plot_pr_curves
     from tagcode.evaluation.protocols import PROTOCOLS, evaluate, metric_key
     from tagcode.retrieval.codes import load_codes
@@ -65,12 +68,14 @@ def run(cfg: Config) -> dict[str, Any]:
         res = evaluate(protocol, query=representation(query), database=representation(database),
                        q_labels=q_labels, db_labels=db_labels, p_at=tuple(cfg.p_at),
                        on_unlabelled="skip")
+        res["random_map"] = random_map(protocol, q_labels, db_labels)  # the chance level, exact
         results[family] = res
         curves[family] = (res["pr"]["precision"], res["pr"]["recall"])
     meta = read_json(Path(cfg.codes) / "meta.json")
     scalars = {metric_key(f"{fam}_map@{'all' if r['k'] is None else r['k']}"): r["map"] for fam, r in results.items()}
     metrics = {"method": meta["method"], "bits": meta["bits"], "kind": meta["kind"],
                "score": score, "queries": len(query.ids), "database": len(database.ids),
+               "fingerprint": split_fingerprint(read_manifest(manifest).meta, list(query.ids), list(database.ids)),
                "protocols": {fam: {k: v for k, v in r.items() if k != "pr"} for fam, r in results.items()},
                "scalars": scalars}
     out = Path(cfg.out)
