@@ -18,8 +18,11 @@ from typing import Any
 
 import typer
 from pydantic.fields import FieldInfo
+from rich.markup import escape
 
 from tagcode.config import StageConfig, build_config, check_params_file
+from tagcode.data.presets import PRESETS
+from tagcode.data.presets import SECTIONS as PRESET_SECTIONS
 from tagcode.errors import TagcodeError
 from tagcode.stages import STAGES
 
@@ -89,8 +92,6 @@ def _default_text(field: FieldInfo) -> str:
 def _help_text(field: FieldInfo) -> str:
     """A field's description, how to write a list or None on the command line, and the default (escaped, as
     rich markup would otherwise swallow ``[default: ...]``)."""
-    from rich.markup import escape
-
     text = field.description or ""
     if _is_list(field.annotation):
         text += " (comma-separated, or JSON such as '[10, 100]')"
@@ -116,12 +117,13 @@ def make_command(name: str) -> Any:
 
     def command(**kwargs: Any) -> None:
         params = kwargs.pop("params")
+        dataset = kwargs.pop("dataset", None)
         overrides = {  # an option not given is None here; one given as 'none' parses to None and is kept
             key: _parse_value(value, config_cls.model_fields[key].annotation)
             for key, value in kwargs.items()
             if value is not None
         }
-        cfg = build_config(config_cls, name, params, overrides)
+        cfg = build_config(config_cls, name, params, overrides, dataset=dataset)
         summary = module.run(cfg)
         typer.echo(module.format_summary(summary) if hasattr(module, "format_summary") else json.dumps(summary))
 
@@ -134,6 +136,12 @@ def make_command(name: str) -> Any:
             annotation=Path | None,
         )
     ]
+    if name in PRESET_SECTIONS:
+        params.append(inspect.Parameter(
+            "dataset", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+            default=typer.Option(None, "--dataset", metavar="PRESET", help=escape(
+                f"dataset preset, under params.yaml's section: {', '.join(PRESETS)} [default: params.yaml's "
+                "'dataset:' key, else none]"))))
     params += [_option(key, field) for key, field in config_cls.model_fields.items()]
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = (module.__doc__ or "").strip().split("\n\n")[0]
@@ -149,6 +157,24 @@ def check_params(path: Path = typer.Argument(Path("params.yaml"), help="params f
     """Validate every section of a params file (unknown keys and wrong types are errors)."""
     check_params_file(path, {s: stage_module(s).Config for s in STAGES})
     typer.echo(f"{path}: ok")
+
+
+@app.command("listing")
+def listing(
+    params: Path | None = typer.Option(None, "--params", metavar="FILE",
+                                       help="params.yaml whose prepare section (and dataset preset) names the root"),
+    dataset: str | None = typer.Option(None, "--dataset", metavar="PRESET", help="dataset preset"),
+    root: str | None = typer.Option(None, "--root", help="dataset root (default: from --params / --dataset)"),
+    out: Path = typer.Option(Path("data/dataset_listing.json"), help="listing file to write"),
+) -> None:
+    """Write what the dataset root holds (sizes + mtimes, or S3 ETags) as a digest: prepare's DVC dependency,
+    so a changed dataset re-runs prepare. The file is rewritten only when the dataset changed."""
+    from tagcode.data.listing import write_listing
+
+    cfg = build_config(stage_module("prepare").Config, "prepare", params, {"root": root} if root else {},
+                       dataset=dataset)
+    result = write_listing(cfg.root, out)
+    typer.echo(f"listing: {result['files']} files, {result['bytes']} bytes under {cfg.root} → {out}")
 
 
 @app.command("show")

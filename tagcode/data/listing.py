@@ -88,9 +88,9 @@ def ids_digest(ids: Sequence[str]) -> str:
 
 
 def split_fingerprint(dataset: dict[str, Any], query_ids: Sequence[str], database_ids: Sequence[str]) -> dict:
-    """What a set of metrics was measured on: the dataset (source, root, protocol, listing digest when known)
-    and digests of the query and database ids. Two cells are comparable only when these are equal."""
-    keys = ("source", "root", "protocol", "listing_sha256")
+    """What a set of metrics was measured on: the dataset (source, root, protocol, as in the manifest's
+    metadata) and digests of the query and database ids. Two cells are comparable only when these are equal."""
+    keys = ("source", "root", "protocol")
     return {"dataset": {k: dataset.get(k) for k in keys},
             "query": {"n": len(query_ids), "sha256": ids_digest(query_ids)},
             "database": {"n": len(database_ids), "sha256": ids_digest(database_ids)}}

@@ -7,7 +7,10 @@ Outputs (directory ``out``, published atomically as a whole):
 - ``skipped.csv``: every input item that was not used, with the reason;
 - ``notes.csv``: items that were used but read with a fallback (Latin-1, no tag file), with the note;
 - ``report.json``: counts (records, decoded, skipped and notes by reason, final split sizes, images lost
-  in decoding per split) and the dataset listing digest (``tagcode.data.listing``).
+  in decoding per split).
+
+Under DVC, prepare depends on ``data/dataset_listing.json`` (``tagcode listing``, ``tagcode.data.listing``),
+so a changed dataset re-runs it.
 
 Split sizes are counted once, after decoding, and the same numbers appear in the summary, ``report.json``
 and its ``split_report``. "train" here means database images with ≥1 tag (in the source's vocabulary when
@@ -32,6 +35,7 @@ from tagcode.data.sources import SOURCES
 from tagcode.data.splits import SPLIT_PROTOCOLS, assign_split
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
+from tagcode.progress import progress
 
 
 class Config(StageConfig):
@@ -52,6 +56,8 @@ class Config(StageConfig):
     max_pixels: int = Field(40_000_000, ge=1, description="images declaring more pixels are refused as "
                                                            "decompression bombs")
     workers: int = Field(2, ge=1, description="decoding threads")
+    progress: bool | None = Field(None, description="show a progress bar while decoding (None: when stderr is a "
+                                                    "terminal and CI is not set)")
     out: str = Field("data/prepared", description="output directory")
 
 
@@ -78,22 +84,22 @@ def _decode_all(frame: pd.DataFrame, loader: Any, cfg: Config, writer: CacheWrit
 
     failed: list[tuple[str, str]] = []
     ids = frame["image_id"].tolist()
-    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+    with ThreadPoolExecutor(max_workers=cfg.workers) as pool, \
+            progress(len(ids), f"prepare {cfg.source}", enabled=cfg.progress) as bar:
         for image_id, result in zip(ids, pool.map(one, frame["image_uri"].tolist()), strict=True):
             if isinstance(result, str):
                 failed.append((image_id, result))
             else:
                 writer.add(image_id, result)
+            bar.update(1)
     return failed
 
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns the report that is also written to ``report.json``."""
-    from tagcode.data.listing import dataset_listing
     from tagcode.data.sources import load_source
 
     src = load_source(cfg.source, cfg.root, **cfg.options)
-    listing = dataset_listing(cfg.root)
     records = _subset(src.records, cfg.limit, cfg.seed or 0)
     if records.empty:
         raise TagcodeError(f"{cfg.root}: the {cfg.source} source yielded no images")
@@ -108,8 +114,7 @@ def run(cfg: Config) -> dict[str, Any]:
         frame = frame[~frame["image_id"].isin(bad)].reset_index(drop=True)
         meta = {"source": cfg.source, "root": cfg.root, "label_names": list(src.label_names),
                 "vocabulary": list(src.vocabulary) if src.vocabulary is not None else None,
-                "blocked_tags": list(src.blocked_tags), "protocol": cfg.protocol, "image_size": cfg.image_size,
-                "listing_sha256": listing["sha256"]}
+                "blocked_tags": list(src.blocked_tags), "protocol": cfg.protocol, "image_size": cfg.image_size}
         write_manifest(out / "manifest.parquet", frame, meta)
         skipped = [*src.skipped, *failed]
         pd.DataFrame(skipped, columns=["item", "reason"]).to_csv(out / "skipped.csv", index=False)
@@ -127,7 +132,7 @@ def run(cfg: Config) -> dict[str, Any]:
             "notes": len(src.notes),
             "notes_by_reason": dict(collections.Counter(_reason_kind(r) for _, r in src.notes)),
             "split": counts, "train": split_report["train"], "train_definition": TRAIN_DEFINITION,
-            "labels": len(src.label_names), "listing": listing, "split_report": split_report,
+            "labels": len(src.label_names), "split_report": split_report,
         }
         write_json(out / "report.json", report)
     return report
