@@ -63,10 +63,17 @@ def test_dvc_repro_fresh_repo_then_noop(tmp_path: Path) -> None:
     table = (work / "reports" / "table.md").read_text()
     assert "| itq | binary | 16 |" in table and "| pq | quantizer | 8 |" in table
 
+    # Unchanged: only the dataset listing runs (always, a directory walk); it finds nothing new.
     second = _run([dvc, "repro"], work, env)
-    assert "Running stage" not in second
+    assert second.count("Running stage") == 1 and "Running stage 'dataset_listing'" in second
     assert "didn't change, skipping" in second
 
     status = _run([dvc, "status"], work, env)
-    assert "up to date" in status
+    assert "always changed" in status and "prepare" not in status
     assert not list(tmp_path.glob("proj/mlflow.db"))
+
+    # A changed dataset re-runs prepare; here the manifest comes out the same, so nothing after it runs.
+    tags = dataset / "tags.jsonl"
+    os.utime(tags, ns=(tags.stat().st_atime_ns, tags.stat().st_mtime_ns + 10**9))
+    third = _run([dvc, "repro"], work, env)
+    assert "Running stage 'prepare'" in third and "Running stage 'clean_tags'" not in third

@@ -43,7 +43,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 def extract_features(cache: ImageCache, backbone: Backbone, out_dir: str | Path, *, batch_size: int = 64,
-                     device: str = "auto", resume: bool = True, progress: bool = True,
+                     device: str = "auto", resume: bool = True, progress: bool | None = None,
                      ids: Sequence[str] | None = None, chunk_batches: int = 8,
                      on_chunk: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run ``backbone`` (moved to ``device``, in eval mode) over the cached images, or only ``ids`` in that order.
@@ -51,7 +51,7 @@ def extract_features(cache: ImageCache, backbone: Backbone, out_dir: str | Path,
     ``on_chunk(done, total)`` is called after each chunk is saved. Returns ``{n, dim, seconds, resumed_from,
     device}``, ``resumed_from`` being the number of images taken from an interrupted run.
     """
-    from tqdm import tqdm
+    from tagcode.progress import progress as progress_bar
 
     if batch_size < 1 or chunk_batches < 1:
         raise TagcodeError(f"batch_size and chunk_batches must be positive, got {batch_size} and {chunk_batches}")
@@ -74,8 +74,8 @@ def extract_features(cache: ImageCache, backbone: Backbone, out_dir: str | Path,
     model = backbone.to(dev).eval()
     start = time.perf_counter()
     try:
-        with torch.inference_mode(), tqdm(total=n, initial=resumed_from, disable=not progress, unit="img",
-                                          desc=f"features {meta['backbone']}") as bar:
+        with torch.inference_mode(), progress_bar(n, f"features {meta['backbone']}", enabled=progress,
+                                                  initial=resumed_from) as bar:
             for c in range(n_chunks):
                 if c in done:
                     continue

@@ -56,7 +56,7 @@ class Config(StageConfig):
     target_size: float = Field(0.85, gt=0, description="merged vocabulary size when eps is None: a count, or a "
                                                         "fraction of the kept tags if below 1 (WSDHQ: 1178/1386)")
     min_samples: int = Field(1, ge=1, description="DBSCAN min_samples")
-    seed: int = Field(0, description="seed for random OOV vectors and Word2Vec")
+    seed: int = Field(0, ge=0, description="seed for random OOV vectors and Word2Vec")
     out: str = Field("data/embed", description="output directory")
 
 

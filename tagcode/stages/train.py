@@ -24,7 +24,7 @@ class Config(StageConfig):
     method: str = Field("itq", description="registered method name (tagcode methods: lsh, itq, pq, opq, lsq, "
                                            "float, wsdhq, wshrca, wdht)")
     bits: int = Field(32, ge=1, description="code length in bits")
-    seed: int = Field(0, description="random seed")
+    seed: int = Field(0, ge=0, description="random seed")
     options: dict[str, Any] = Field(default_factory=dict, description="method-specific options (JSON object)")
     prepared: str = Field("data/prepared", description="output directory of the prepare stage")
     features: str = Field("data/features", description="output directory of the features stage")
