@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Input, Model, Output
 from components.images import image_for
 
 
-@dsl.component(base_image=image_for("train"))
+@dsl.component(base_image=image_for("train"), install_kfp_package=False)
 def train(params: dict, cell: dict, prepared: Input[Dataset], feats: Input[Dataset], model: Output[Model]) -> str:
     """Fit one method at one code length (tagcode.stages.train)."""
     from tagcode.stages import run_stage

@@ -24,7 +24,7 @@ from tagcode.config import StageConfig, build_config, check_params_file
 from tagcode.data.presets import PRESETS
 from tagcode.data.presets import SECTIONS as PRESET_SECTIONS
 from tagcode.errors import TagcodeError
-from tagcode.stages import STAGES
+from tagcode.stages import STAGES, execute
 
 app = typer.Typer(
     name="tagcode",
@@ -124,7 +124,7 @@ def make_command(name: str) -> Any:
             if value is not None
         }
         cfg = build_config(config_cls, name, params, overrides, dataset=dataset)
-        summary = module.run(cfg)
+        summary = execute(module, cfg)
         typer.echo(module.format_summary(summary) if hasattr(module, "format_summary") else json.dumps(summary))
 
     params = [

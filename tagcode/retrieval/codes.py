@@ -113,6 +113,27 @@ def views(codes: Codes) -> dict[str, np.ndarray]:
             and isinstance(v := getattr(codes, f.name), np.ndarray)}
 
 
+def concat_codes(parts: list[Codes]) -> Codes:
+    """Rows of several sets of one kind in order (database shards back into one set); the shared
+    parameters (``nbits``, ``codebooks``) must be identical, duplicate ids are refused."""
+    if not parts:
+        raise TagcodeError("no code sets to concatenate")
+    cls = type(parts[0])
+    if any(type(p) is not cls for p in parts):
+        raise TagcodeError(f"cannot concatenate different code kinds: {sorted({type(p).__name__ for p in parts})}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        first = getattr(parts[0], f.name)
+        if f.name == "codebooks" or not isinstance(first, np.ndarray):
+            if any(not np.array_equal(getattr(p, f.name), first) for p in parts[1:]):
+                raise TagcodeError(f"code sets disagree on {f.name}; they come from different models")
+            values[f.name] = first
+        else:
+            values[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
+    check_unique_ids(values["ids"], "concatenated code sets")
+    return cls(**values)
+
+
 def save_codes(codes: Codes, path: str | Path) -> None:
     """Write one set as ``path/{meta.json,arrays.npz}``, atomically; duplicate ids are refused."""
     check_unique_ids(codes.ids, path)

@@ -44,6 +44,8 @@ class Config(StageConfig):
                                                      "(384-d MiniLM-L6 sentence embeddings of the tags as phrases), "
                                                      "'trained' (Word2Vec on the training tags), or a path to a "
                                                      "word2vec .bin/.bin.gz/.txt, GloVe .txt or gensim .kv file")
+    allow_pickle: bool = Field(False, description="trust a gensim .kv vectors file (a pickle: unpickling can run "
+                                                  "arbitrary code, so it is refused otherwise)")
     oov: Literal["drop", "trained", "random"] = Field("drop", description="out-of-vocabulary tags: drop them, "
                                                       "fill from a Word2Vec trained on the tags, or seeded random")
     compose: bool = Field(False, description="look OOV compounds up by their words (blackandwhite → "
@@ -66,7 +68,7 @@ class Config(StageConfig):
 
 def _vectors(cfg: Config, vocab: list[str], train_lists: list[list[str]]) -> tuple[Any, Any]:
     """The pretrained KeyedVectors (or None) and, when needed, the Word2Vec trained on the tags."""
-    kv = None if cfg.vectors == "trained" else load_vectors(cfg.vectors, vocab=vocab)
+    kv = None if cfg.vectors == "trained" else load_vectors(cfg.vectors, vocab=vocab, allow_pickle=cfg.allow_pickle)
     trained = None
     if cfg.vectors == "trained" or cfg.oov == "trained":
         dim = kv.vector_size if kv is not None else 50

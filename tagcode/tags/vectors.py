@@ -79,11 +79,12 @@ def _has_word2vec_header(path: Path) -> bool:
     return len(first) == 2 and all(x.isdigit() for x in first)
 
 
-def load_vectors(spec: str = PACKAGED, *, vocab: Sequence[str] | None = None,
-                 limit: int | None = None) -> KeyedVectors:
+def load_vectors(spec: str = PACKAGED, *, vocab: Sequence[str] | None = None, limit: int | None = None,
+                 allow_pickle: bool = False) -> KeyedVectors:
     """Load a registered source (``glove-6b-50d``; ``minilm-l6`` encodes ``vocab``), a gensim ``.kv`` file, a
     word2vec ``.bin``/``.bin.gz`` file, or a word2vec/GloVe text file (header detected); ``limit`` keeps the
-    first N words of a file (GoogleNews is 3.6 GB)."""
+    first N words of a file (GoogleNews is 3.6 GB). A ``.kv`` file is a pickle (unpickling can run arbitrary
+    code): refused unless ``allow_pickle``."""
     from gensim.models import KeyedVectors
 
     if spec in VECTOR_SOURCES:
@@ -92,6 +93,9 @@ def load_vectors(spec: str = PACKAGED, *, vocab: Sequence[str] | None = None,
     if not path.is_file():
         known = ", ".join(VECTOR_SOURCES.names())
         raise TagcodeError(f"{spec}: word vector file not found (or use a registered source: {known})")
+    if path.suffix == ".kv" and not allow_pickle:
+        raise TagcodeError(f"{spec}: a gensim .kv file is a pickle, and unpickling can run arbitrary code; set "
+                           f"allow_pickle: true only for a file you trust, or save it with save_word2vec_format")
     try:
         if path.suffix == ".kv":
             kv = KeyedVectors.load(str(path), mmap="r")
