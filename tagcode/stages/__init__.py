@@ -12,7 +12,7 @@ from typing import Any
 
 from tagcode.config import build_config
 
-STAGES = ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "report")
+STAGES = ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "promote", "report")
 
 
 def run_stage(name: str, values: dict[str, Any]) -> str:

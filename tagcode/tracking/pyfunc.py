@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def log_codes_model(run_id: str, model_dir: str | Path, example: np.ndarray) -> 
     method = load_method(model_dir)
     example = np.ascontiguousarray(example, dtype=np.float32)
     signature = infer_signature(example, predict_codes(method, example, "database"), params={"side": "database"})
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Add type hints", UserWarning)  # predict is untyped on purpose
         info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE),
                                        artifacts={"method": str(model_dir)}, signature=signature,
                                        input_example=example, pip_requirements=requirements())
