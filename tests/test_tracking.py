@@ -103,8 +103,8 @@ def test_loss_terms_arrive_per_step(tmp_path: Path, tiny: tuple[Path, Path]) -> 
 def test_champion_predicts_the_codes_encode_writes(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
     import mlflow
 
+    from tagcode.data.features import features_for
     from tagcode.retrieval.codes import load_codes
-    from tagcode.stages.train import features_for
 
     feats = tiny[1]
     for method, bits in (("itq", 16), ("pq", 8)):
@@ -118,7 +118,10 @@ def test_champion_predicts_the_codes_encode_writes(tmp_path: Path, tiny: tuple[P
         expected = database.bits if method == "itq" else database.codes
         got = model.predict(x_db)
         assert got.dtype == np.uint8 and np.array_equal(got, expected)
-        assert np.array_equal(model.predict(x_q, params={"side": "query"}), query.bits if method == "itq" else query.x)
+        q_expected = query.bits if method == "itq" else query.codes
+        assert np.array_equal(model.predict(x_q, params={"side": "query"}), q_expected)
+        if method == "pq":  # the float query an asymmetric (AQD) search takes
+            assert np.array_equal(model.predict(x_q, params={"side": "query", "view": "x"}), query.x)
 
 
 def _set_metric(run_id: str, name: str, value: float) -> None:
@@ -200,7 +203,7 @@ def test_a_down_server_is_one_line_before_training(tmp_path: Path, tiny: tuple[P
         raise AssertionError("features were read although the tracking server is down")
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr("tagcode.stages.train.features_for", no_training)
+    monkeypatch.setattr("tagcode.methods.trainset.load_trainset", no_training)
     with pytest.raises(TagcodeError, match=f"MLflow server http://127.0.0.1:{port} is unreachable"):
         run_stage("train", {"method": "itq", "bits": 16, "prepared": str(prep), "features": str(feats),
                             "out": str(tmp_path / "m")})

@@ -22,24 +22,30 @@ SIDES = ("database", "query")
 RUNTIME = ("mlflow", "numpy", "pandas", "safetensors", "faiss-cpu", "pydantic", "scipy")
 
 
-def codes_array(codes: Any) -> np.ndarray:
-    """The array a code container holds: packed bits (uint8), quantizer codes (uint8) or float vectors."""
-    kind = type(codes).__name__
-    if kind == "BinaryCodes":
-        return codes.bits
-    if kind == "QuantizedCodes":
-        return codes.codes
-    return codes.x
+def codes_array(codes: Any, view: str = "") -> np.ndarray:
+    """One view of a code container: by default its codes (packed bits or quantizer codes, uint8; float
+    vectors for float methods), else the named view (``bits``, ``codes``, ``x``: the float embedding)."""
+    from tagcode.retrieval.codes import views
+
+    available = views(codes)
+    if not view:
+        view = next(v for v in ("bits", "codes", "x") if v in available)
+    if view not in available:
+        raise TagcodeError(f"no view {view!r} in these codes; available: {', '.join(sorted(available))}")
+    return available[view]
 
 
-def predict_codes(method: Any, model_input: Any, side: str) -> np.ndarray:
-    """Encode feature rows with ``method`` on the database or query side."""
+def predict_codes(method: Any, model_input: Any, side: str = "database", view: str = "") -> np.ndarray:
+    """Encode inputs (feature rows, or images for end-to-end methods) on the database or query side and
+    return one view of the codes (see :func:`codes_array`)."""
     if side not in SIDES:
         raise TagcodeError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
-    x = np.asarray(model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input, dtype=np.float32)
+    x = np.asarray(model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input)
+    if method.input == "features":
+        x = x.astype(np.float32, copy=False)
     ids = np.arange(len(x)).astype(str)
     codes = method.encode(x, ids) if side == "database" else method.encode_query(x, ids)
-    return codes_array(codes)
+    return codes_array(codes, view)
 
 
 def requirements() -> list[str]:
@@ -50,15 +56,15 @@ def requirements() -> list[str]:
 
 def log_codes_model(run_id: str, model_dir: str | Path, example: np.ndarray) -> str:
     """Log ``model_dir`` (a saved method) as the run's pyfunc ``model`` with a signature (features → database
-    codes, param ``side``) and ``example`` as input example; returns the logged model's URI."""
+    codes; params ``side`` and ``view``) and ``example`` as input example; returns the logged model's URI."""
     import mlflow
     from mlflow.models import infer_signature
 
     from tagcode.methods import load_method
 
     method = load_method(model_dir)
-    example = np.ascontiguousarray(example, dtype=np.float32)
-    signature = infer_signature(example, predict_codes(method, example, "database"), params={"side": "database"})
+    example = np.ascontiguousarray(example)
+    signature = infer_signature(example, predict_codes(method, example), params={"side": "database", "view": ""})
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Add type hints", UserWarning)  # predict is untyped on purpose
         info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE),

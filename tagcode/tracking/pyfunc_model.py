@@ -3,7 +3,8 @@
 MLflow copies this file into the model; at load time it imports tagcode and reads the method's saved
 directory (``config.json`` + ``arrays.safetensors``), logged as the artifact ``method``. ``predict`` turns
 backbone features (n, d) into the codes ``tagcode encode`` writes for the database side (packed bits,
-quantizer codes or float vectors); ``params={"side": "query"}`` gives the query-side representation.
+quantizer codes or float vectors); ``params={"side": "query"}`` encodes the query side, and ``view`` picks
+another array of the codes (``x``: the float embedding an asymmetric search takes as query).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class CodesModel(PythonModel):
         would read as a schema of its own."""
         from tagcode.tracking.pyfunc import predict_codes
 
-        return predict_codes(self.method, model_input, (params or {}).get("side", "database"))
+        params = params or {}
+        return predict_codes(self.method, model_input, params.get("side", "database"), params.get("view", ""))
 
 
 mlflow.models.set_model(CodesModel())

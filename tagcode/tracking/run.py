@@ -181,6 +181,25 @@ class StepLogger:
         self.last = time.monotonic()
 
 
+def tee(*fns: LogFn | None) -> LogFn:
+    """One ``log(step, terms)`` callback that calls each of ``fns`` (None entries skipped)."""
+    targets = [f for f in fns if f is not None]
+
+    def log(step: int, terms: dict[str, float]) -> None:
+        for f in targets:
+            f(step, terms)
+
+    return log
+
+
+def input_example(train: Any, n: int = 2) -> np.ndarray:
+    """The first ``n`` training inputs the model's ``predict`` takes: feature rows, or images for end-to-end
+    methods (logged as the model's input example)."""
+    if train.features is not None:
+        return np.asarray(train.features[:n], dtype=np.float32)
+    return np.asarray(train.images_of(np.arange(min(n, len(train)))))
+
+
 class TrainRun:
     """The run a train stage opens: params and provenance at start, loss terms while fitting, the model at
     the end (:meth:`log_model`), which also writes the run reference into the model directory."""
