@@ -1,4 +1,4 @@
-"""The tagcode DAG: prepare → clean_tags → embed_tags, prepare → features, then train → encode → evaluate
+"""The tagcode DAG: prepare → clean_tags → embed_tags, prepare → features, then train → encode → evaluate → promote
 for every (method, bits) cell in parallel. Parameters are the params.yaml sections."""
 
 
@@ -10,6 +10,7 @@ from components.encode import encode
 from components.evaluate import evaluate
 from components.features import features
 from components.prepare import prepare
+from components.promote import promote
 from components.train import train
 
 # The same grid as dvc.yaml's train/encode/evaluate matrices (tests/test_pipeline.py checks they agree).
@@ -20,6 +21,7 @@ DEFAULT_CELLS = (
     + [{"bits": 32, "method": "float"}]
 )
 S3_SECRET = "tagcode-s3"
+MLFLOW_SECRET = "tagcode-mlflow"
 
 
 def _with_s3(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -30,6 +32,14 @@ def _with_s3(task: dsl.PipelineTask) -> dsl.PipelineTask:
                            "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"},
         optional=True,
     )
+    return task
+
+
+def _with_mlflow(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Point a tracked stage at the cluster's MLflow server (Kubernetes secret ``tagcode-mlflow``, key
+    ``MLFLOW_TRACKING_URI``); without it the stage needs ``tracking: false``."""
+    kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET,
+                                 secret_key_to_env={"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}, optional=True)
     return task
 
 
@@ -45,6 +55,7 @@ def build(gpu: bool = False):
         train_params: dict,
         encode_params: dict,
         evaluate_params: dict,
+        promote_params: dict,
         cells: list = DEFAULT_CELLS,
     ) -> None:
         p = _with_s3(prepare(params=prepare_params))
@@ -52,13 +63,16 @@ def build(gpu: bool = False):
         embed_tags(params=embed_tags_params, tags=c.outputs["tags"])
         f = features(params=features_params, prepared=p.outputs["prepared"])
         with dsl.ParallelFor(cells) as cell:
-            t = train(params=train_params, cell=cell, prepared=p.outputs["prepared"], feats=f.outputs["feats"])
+            t = _with_mlflow(train(params=train_params, cell=cell, prepared=p.outputs["prepared"],
+                                   feats=f.outputs["feats"]))
             if gpu:
                 t.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
                 kubernetes.add_toleration(t, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
             e = encode(params=encode_params, model=t.outputs["model"], prepared=p.outputs["prepared"],
                        feats=f.outputs["feats"])
-            evaluate(params=evaluate_params, codes=e.outputs["codes"], prepared=p.outputs["prepared"])
+            ev = _with_mlflow(evaluate(params=evaluate_params, codes=e.outputs["codes"],
+                                       prepared=p.outputs["prepared"]))
+            _with_mlflow(promote(params=promote_params, model=t.outputs["model"]).after(ev))
 
     return tagcode_pipeline
 
@@ -67,7 +81,7 @@ def arguments(params: dict, cells: list | None = None) -> dict:
     """Pipeline arguments from a params.yaml mapping (paths between stages are KFP artifacts, not params)."""
     path_keys = {"out", "prepared", "tags", "features", "model", "codes", "metrics"}
     args = {f"{stage}_params": {k: v for k, v in (params.get(stage) or {}).items() if k not in path_keys}
-            for stage in ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate")}
+            for stage in ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "promote")}
     if cells is not None:
         args["cells"] = cells
     return args

@@ -21,16 +21,20 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::Deprecat
                                         "ignore::FutureWarning")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def build_tiny(root: Path) -> tuple[Path, Path]:
     """A prepared tiny dataset and its tiny_cnn features (272 training images, 8 queries)."""
-    root = tmp_path_factory.mktemp("tiny")
     ds = build_tiny_dataset(root / "ds")
     run_stage("prepare", {"source": "folder", "root": str(ds), "n_query": 8, "image_size": 16,
                           "out": str(root / "prep")})
     run_stage("features", {"prepared": str(root / "prep"), "backbone": "tiny_cnn", "progress": False,
                            "out": str(root / "feats")})
     return root / "prep", root / "feats"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny dataset, prepared once for the module."""
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 def run_cell(root: Path, tiny: tuple[Path, Path], method: str, bits: int, seed: int = 0,
