@@ -83,7 +83,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cur.execute(f"CREATE DATABASE {name}")
     workdir = tmp_path_factory.mktemp("pg-server")
     try:
-        with mlflow_server(workdir, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}", str(workdir / "artifacts")) as url:
+        backend = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+        with mlflow_server(workdir, backend, str(workdir / "artifacts")) as url:
             yield url
     finally:
         with admin.cursor() as cur:

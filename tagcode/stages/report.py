@@ -1,7 +1,8 @@
 """report: the baseline table (mAP per method × bits × protocol) and the mAP-vs-code-length plots.
 
 Reads every ``<metrics>/<method>-<bits>/metrics.json`` written by evaluate; writes ``table.json``,
-``table.md`` and ``map_vs_bits.png`` (one panel per protocol, the float reference dashed) in ``out``.
+``table.md`` and ``map_vs_bits.png`` (one panel per protocol, the float reference dashed) in ``out``; with
+tracking on, they are also the artifacts of an MLflow run named ``report``.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from typing import Any
 
 from pydantic import Field
 
-from tagcode.config import StageConfig
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_open, write_json
+from tagcode.tracking import TrackedConfig
 
 
-class Config(StageConfig):
+class Config(TrackedConfig):
     """Options of the report stage."""
 
     metrics: str = Field("metrics", description="directory holding one <method>-<bits>/metrics.json per cell")
     out: str = Field("reports", description="output directory")
+    experiment: str = Field("tagcode", description="MLflow experiment of the report run (with tracking on)")
 
 
 def collect(metrics_dir: str | Path) -> list[dict[str, Any]]:
@@ -59,6 +61,9 @@ def run(cfg: Config) -> dict[str, Any]:
                       for p in protocols}, out / "map_vs_bits.png",
                      references={f"{p} protocol": {f"{r['method']} (uncompressed)": r[p] for r in rows
                                                    if p in r and r["kind"] == "float"} for p in protocols})
+    if cfg.tracking:
+        from tagcode.tracking.run import log_report
+        log_report(cfg.experiment, [out / "map_vs_bits.png", out / "table.md", out / "table.json"])
     return {"rows": rows, "protocols": protocols, "out": cfg.out}
 
 

@@ -287,3 +287,16 @@ def log_evaluation(ref: RunRef, metrics: dict[str, Any], fingerprint: str, confi
                      tags=[RunTag(k, v) for k, v in tags.items()])
     for path in artifacts:
         client.log_artifact(ref.run_id, str(path), artifact_path="evaluation")
+
+
+def log_report(experiment: str, artifacts: Sequence[str | Path]) -> str:
+    """Log the cross-cell report (mAP-vs-bits plot, table) as a run named ``report``; returns its id."""
+    uri = tracking_uri()
+    probe(uri)
+    client, experiment_id = connect(uri, experiment)
+    run_id = client.create_run(experiment_id, run_name="report", tags={"tagcode.kind": "report",
+                                                                       **git_info(project_root())}).info.run_id
+    for path in artifacts:
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
