@@ -257,6 +257,22 @@ def one_line_text(text: str) -> str:
     return " ".join(text.split())
 
 
+@app.command("champions")
+def champions() -> None:
+    """List every registered model's champion with its primary metric (MLFLOW_TRACKING_URI, else the project's)."""
+    from tagcode.tracking.backend import connect, probe, tracking_uri
+    from tagcode.tracking.registry import champions as list_champions
+
+    uri = tracking_uri()
+    probe(uri)
+    rows = list_champions(connect(uri)[0])
+    if not rows:
+        typer.echo(f"no champions in {uri}")
+    for r in rows:
+        value = "n/a" if r["value"] is None else f"{r['value']:.4f}"
+        typer.echo(f"{r['name']}  v{r['version']}  {r['metric']} {value}  run {r['run_id']}")
+
+
 def main() -> None:
     """Entry point: run the app; a TagcodeError or a command-line usage mistake becomes one line on stderr
     and exit code 2 (130 when interrupted), never a traceback."""

@@ -40,10 +40,11 @@ def test_dag_wires_every_stage_in_its_image(tmp_path: Path) -> None:
         "prepare": "ghcr.io/tagcode/tagcode-data:0.1.0", "clean-tags": "ghcr.io/tagcode/tagcode-cpu:0.1.0",
         "embed-tags": "ghcr.io/tagcode/tagcode-cpu:0.1.0", "features": "ghcr.io/tagcode/tagcode-cuda:0.1.0",
         "train": "ghcr.io/tagcode/tagcode-cuda:0.1.0", "encode": "ghcr.io/tagcode/tagcode-cpu:0.1.0",
-        "evaluate": "ghcr.io/tagcode/tagcode-cpu:0.1.0",
+        "evaluate": "ghcr.io/tagcode/tagcode-cpu:0.1.0", "promote": "ghcr.io/tagcode/tagcode-cpu:0.1.0",
     }
     loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
-    assert set(spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]) == {"train", "encode", "evaluate"}
+    tasks = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(tasks) == {"train", "encode", "evaluate", "promote"}
     secret = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-prepare"]["secretAsEnv"]
     assert secret[0]["secretName"] == "tagcode-s3"
 

@@ -18,6 +18,7 @@ from tagcode.data.features import features_for
 from tagcode.data.manifest import read_manifest
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
+from tagcode.tracking.run import copy_run_ref
 
 
 class Config(StageConfig):
@@ -61,6 +62,7 @@ def run(cfg: Config) -> dict[str, Any]:
         summary = {"method": method.name, "bits": method.bits, "kind": method.kind, "database": len(db_ids),
                    "query": len(q_ids), "out": cfg.out}
         write_json(out / "meta.json", summary)
+        copy_run_ref(cfg.model, out)  # the MLflow run of the model, so evaluate logs on it
     return summary
 
 

@@ -18,10 +18,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from tagcode.config import StageConfig
 from tagcode.data.manifest import read_labels
 from tagcode.errors import TagcodeError
 from tagcode.io import read_json, write_json
+from tagcode.tracking import TrackedConfig
 
 # Which registered protocol carries each family's conventions (score, k, AP normaliser, empty-query policy).
 FAMILIES = {"wsdhq": "wsdhq", "wsdhq_sqd": "wsdhq_sqd", "wsdhq_feats": "wsdhq_feats",
@@ -30,7 +30,7 @@ FAMILIES = {"wsdhq": "wsdhq", "wsdhq_sqd": "wsdhq_sqd", "wsdhq_feats": "wsdhq_fe
 RANKING_FAMILIES = {"wsdhq", "wshrca", "wshrca_nuswide", "at5000", "at100"}
 
 
-class Config(StageConfig):
+class Config(TrackedConfig):
     """Options of the evaluate stage."""
 
     codes: str = Field("codes/itq-32", description="output directory of the encode stage")
@@ -62,13 +62,19 @@ def choose_score(family: str, protocol_score: str, query: dict[str, Any], databa
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    """Run the stage; returns the metrics also written to ``metrics.json``."""
+    """Run the stage; returns the metrics also written to ``metrics.json``. With tracking on, they and the
+    PR curve are logged on the model's MLflow run (named by ``tracking.json`` in the codes directory)."""
     from tagcode.data.listing import split_fingerprint
     from tagcode.data.manifest import read_manifest
     from tagcode.evaluation.chance import random_map
     from tagcode.evaluation.plots import plot_pr_curves
     from tagcode.evaluation.protocols import PROTOCOLS, evaluate, metric_key
     from tagcode.retrieval.codes import load_codes, views
+    from tagcode.tracking.run import read_run_ref
+    ref = read_run_ref(cfg.codes) if cfg.tracking else None
+    if ref is not None:
+        from tagcode.tracking.backend import probe
+        probe(ref.tracking_uri)
     database, query = load_codes(Path(cfg.codes) / "database"), load_codes(Path(cfg.codes) / "query")
     manifest = Path(cfg.prepared) / "manifest.parquet"
     db_labels, _ = read_labels(manifest, list(database.ids))
@@ -103,7 +109,11 @@ def run(cfg: Config) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     plot_pr_curves(curves, out / "pr_curve.png")
-    return metrics
+    if ref is not None:
+        from tagcode.tracking.run import id_fingerprint, log_evaluation
+        log_evaluation(ref, metrics, id_fingerprint(query.ids, database.ids),
+                       cfg.model_dump(exclude={"tracking"}), [out / "pr_curve.png"])
+    return {**metrics, **({"run_id": ref.run_id} if ref is not None else {})}
 
 
 def format_summary(metrics: dict[str, Any]) -> str:

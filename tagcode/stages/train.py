@@ -9,16 +9,17 @@ and resume from it after a kill; it is removed once the model is saved. Output: 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from tagcode.config import StageConfig
+from tagcode.tracking import TrackedConfig
 
 
-class Config(StageConfig):
+class Config(TrackedConfig):
     """Options of the train stage."""
 
     method: str = Field("itq", description="registered method name (tagcode methods: lsh, itq, pq, opq, lsq, "
@@ -33,25 +34,43 @@ class Config(StageConfig):
     checkpoint_dir: str | None = Field(None, description="where torch methods keep resumable checkpoints "
                                                          "(None: <out>.ckpt)")
     out: str = Field("models/itq-32", description="model directory to write")
+    experiment: str = Field("tagcode", description="MLflow experiment of the cell's run (with tracking on)")
 
 
 def run(cfg: Config, log: Any = None) -> dict[str, Any]:
-    """Run the stage; ``log(step, terms)`` receives the per-step loss terms; returns a summary."""
+    """Run the stage; ``log(step, terms)`` receives the per-step loss terms; returns a summary. With tracking
+    on, the cell's MLflow run is opened first (a down server is an error before any training), the loss
+    terms also go to it, and ``tracking.json`` in the model directory names it."""
     from tagcode.methods import create_method
     from tagcode.methods.trainset import load_trainset
 
     method = create_method(cfg.method, bits=cfg.bits, seed=cfg.seed, **cfg.options)
-    train = load_trainset(cfg.prepared, features=cfg.features if method.input == "features" else None,
-                          embed=cfg.embed if method.supervision == "tags" else None,
-                          images=method.input == "images")
-    ckpt = cfg.checkpoint_dir or f"{cfg.out.rstrip('/')}.ckpt"
-    method.fit(train, log=log, checkpoint_dir=Path(ckpt) if method.supervision == "tags" else None)
-    method.save(cfg.out)
-    shutil.rmtree(ckpt, ignore_errors=True)  # the saved model supersedes the checkpoints
-    return {"method": cfg.method, "bits": cfg.bits, "train_images": len(train), "out": cfg.out}
+    with contextlib.ExitStack() as stack:
+        tracked = None
+        if cfg.tracking:
+            from tagcode.tracking.run import dataset_name, input_example, tee, train_run
+
+            cell = {"dataset": dataset_name(cfg.prepared), "method": cfg.method, "bits": cfg.bits}
+            params = {"train": cfg.model_dump(exclude={"tracking", "experiment"}), "method_options": method.options}
+            inputs = {"features": cfg.features, "manifest": Path(cfg.prepared) / "manifest.parquet",
+                      **({"embed": cfg.embed} if cfg.embed and method.supervision == "tags" else {})}
+            tracked = stack.enter_context(train_run(cfg.experiment, cell, params, inputs))
+            log = tee(log, tracked.log)
+        train = load_trainset(cfg.prepared, features=cfg.features if method.input == "features" else None,
+                              embed=cfg.embed if method.supervision == "tags" else None,
+                              images=method.input == "images")
+        ckpt = cfg.checkpoint_dir or f"{cfg.out.rstrip('/')}.ckpt"
+        method.fit(train, log=log, checkpoint_dir=Path(ckpt) if method.supervision == "tags" else None)
+        method.save(cfg.out)
+        shutil.rmtree(ckpt, ignore_errors=True)  # the saved model supersedes the checkpoints
+        summary = {"method": cfg.method, "bits": cfg.bits, "train_images": len(train), "out": cfg.out}
+        if tracked is not None:
+            summary["run_id"] = tracked.log_model(cfg.out, input_example(train)).run_id
+    return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """A short human summary for the CLI."""
+    run = f" (MLflow run {summary['run_id']})" if "run_id" in summary else ""
     return (f"train: {summary['method']} {summary['bits']} bits on {summary['train_images']} training images "
-            f"→ {summary['out']}")
+            f"→ {summary['out']}{run}")
