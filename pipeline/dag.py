@@ -100,11 +100,12 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
         kubernetes.add_node_selector_json(task, p["gpu_node_selector"])
         return task
 
-    def cell_loop(cells: Any, p: dict[str, Any], prepared: Any, feats: Any, shards: Any, torch: bool) -> Any:
+    def cell_loop(cells: Any, p: dict[str, Any], prepared: Any, feats: Any, embed: Any, shards: Any,
+                  torch: bool) -> Any:
         """train → encode shards → merge → evaluate for every cell; returns the evaluate task."""
         with dsl.ParallelFor(cells, parallelism=opts.parallelism) as cell:
-            t = tracked(configure(train(params=p["train_params"], cell=cell, prepared=prepared, feats=feats),
-                                  "train", p))
+            t = tracked(configure(train(params=p["train_params"], cell=cell, prepared=prepared, feats=feats,
+                                        embed=embed), "train", p))
             if torch:
                 gpu(t, p)
             with dsl.ParallelFor(shards.output) as shard:
@@ -121,7 +122,7 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
         pre = configure(prepare(params=p["prepare_params"]), "prepare", p, cache=True)
         prepared = pre.outputs["prepared"]
         c = configure(clean_tags(params=p["clean_tags_params"], prepared=prepared), "clean_tags", p)
-        configure(embed_tags(params=p["embed_tags_params"], tags=c.outputs["tags"]), "embed_tags", p)
+        emb = configure(embed_tags(params=p["embed_tags_params"], tags=c.outputs["tags"]), "embed_tags", p)
         shards = configure(shard_indices(num_shards=p["num_shards"]), "report", p)
         with dsl.ParallelFor(shards.output) as shard:
             f = configure(features(params=p["features_params"], shard=shard, num_shards=p["num_shards"],
@@ -129,7 +130,8 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
             gpu(f, p)
         mf = configure(merge_features(parts=dsl.Collected(f.outputs["feats"])), "merge_shards", p, cache=True)
         feats = mf.outputs["feats"]
-        loops = {torch: cell_loop(p["gpu_cells" if torch else "cells"], p, prepared, feats, shards, torch=torch)
+        loops = {torch: cell_loop(p["gpu_cells" if torch else "cells"], p, prepared, feats, emb.outputs["embed"],
+                                  shards, torch=torch)
                  for torch in (False, True) if has[torch]}
         # With one kind only, both report inputs collect the same loop; report lays out each output once.
         results = [dsl.Collected(loops[k if k in loops else not k].outputs["results"]) for k in (False, True)]

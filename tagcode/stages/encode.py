@@ -59,7 +59,7 @@ def run(cfg: Config) -> dict[str, Any]:
         save_codes(query, out / "query")
         if cfg.num_shards == 1:  # a shard's index is built by merge_shards over the whole database
             write_index(to_faiss_index(database), out / "index.faiss")
-        summary = {"method": method.name, "bits": method.bits, "kind": method.kind, "database": len(db_ids),
+        summary = {"method": method.label, "bits": method.bits, "kind": method.kind, "database": len(db_ids),
                    "query": len(q_ids), "out": cfg.out}
         write_json(out / "meta.json", summary)
         copy_run_ref(cfg.model, out)  # the MLflow run of the model, so evaluate logs on it
