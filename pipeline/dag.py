@@ -2,11 +2,12 @@
 
 prepare → clean_tags → embed_tags ─────────────────────────────┐
 prepare → features (ParallelFor over shards) → merge_features ─┴→ per (method, bits) cell:
-train → encode (ParallelFor over database shards) → merge_codes → evaluate; then report over all cells.
+train → encode (ParallelFor over database shards) → merge_codes → evaluate → promote; then report over all cells.
 
 The cells come from params.yaml's ``grid`` (the same section dvc.yaml's matrices read): families with
-``gpu: true`` (torch-trained) run in a second loop whose train task requests a GPU. Promotion to the
-model registry (stage ``promote``) follows ``report``: it consumes the collected evaluate results.
+``gpu: true`` (torch-trained) run in a second loop whose train task requests a GPU. Each cell's model is
+promoted in the MLflow registry (stage ``promote``) once it is evaluated; train, evaluate and promote read
+the tracking server's URI from the Kubernetes secret ``tagcode-mlflow`` (key ``MLFLOW_TRACKING_URI``).
 Kubernetes settings and their defaults: :mod:`pipeline.settings`.
 """
 
@@ -23,12 +24,14 @@ from components.encode import encode, merge_codes
 from components.evaluate import evaluate
 from components.features import features, merge_features
 from components.prepare import prepare
+from components.promote import promote
 from components.report import report
 from components.shards import shard_indices
 from components.train import train
 from pipeline.settings import (
     CACHE_MOUNT,
     GPU_DEFAULTS,
+    MLFLOW_SECRET,
     NUM_SHARDS,
     RESOURCE_FIELDS,
     S3_SECRET,
@@ -37,7 +40,8 @@ from pipeline.settings import (
 )
 from tagcode.config import grid_cells, read_grid
 
-STAGE_PARAMS = ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "report")
+STAGE_PARAMS = ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "promote",
+                "report")
 # Keys the DAG sets itself: paths between stages are KFP artifacts; the grid and the shards are the DAG's.
 DAG_KEYS = {"out", "prepared", "tags", "embed", "features", "model", "codes", "metrics", "method", "bits",
             "shard", "num_shards"}
@@ -82,6 +86,12 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
             task.set_env_variable("TAGCODE_S3_CACHE", f"{CACHE_MOUNT}/s3")
         return task
 
+    def tracked(task: dsl.PipelineTask) -> dsl.PipelineTask:
+        """The MLflow server of the cluster for a tracked stage (without the secret: set ``tracking: false``)."""
+        kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, optional=True,
+                                     secret_key_to_env={"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"})
+        return task
+
     def gpu(task: dsl.PipelineTask, p: dict[str, Any]) -> dsl.PipelineTask:
         """The GPU request (type, count, tolerations, node selector), all run parameters."""
         task.set_accelerator_type(p["gpu_type"]).set_accelerator_limit(p["gpu_count"])
@@ -90,18 +100,21 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
         kubernetes.add_node_selector_json(task, p["gpu_node_selector"])
         return task
 
-    def cell_loop(cells: Any, p: dict[str, Any], prepared: Any, feats: Any, shards: Any, torch: bool) -> Any:
+    def cell_loop(cells: Any, p: dict[str, Any], prepared: Any, feats: Any, embed: Any, shards: Any,
+                  torch: bool) -> Any:
         """train → encode shards → merge → evaluate for every cell; returns the evaluate task."""
         with dsl.ParallelFor(cells, parallelism=opts.parallelism) as cell:
-            t = configure(train(params=p["train_params"], cell=cell, prepared=prepared, feats=feats), "train", p)
+            t = tracked(configure(train(params=p["train_params"], cell=cell, prepared=prepared, feats=feats,
+                                        embed=embed), "train", p))
             if torch:
                 gpu(t, p)
             with dsl.ParallelFor(shards.output) as shard:
                 e = configure(encode(params=p["encode_params"], shard=shard, num_shards=p["num_shards"],
                                      model=t.outputs["model"], prepared=prepared, feats=feats), "encode", p)
             m = configure(merge_codes(parts=dsl.Collected(e.outputs["codes"])), "merge_shards", p)
-            ev = configure(evaluate(params=p["evaluate_params"], codes=m.outputs["codes"], prepared=prepared),
-                           "evaluate", p)
+            ev = tracked(configure(evaluate(params=p["evaluate_params"], codes=m.outputs["codes"],
+                                            prepared=prepared), "evaluate", p))
+            tracked(configure(promote(params=p["promote_params"], model=t.outputs["model"]), "promote", p)).after(ev)
         return ev
 
     def tagcode_pipeline(*args: Any) -> None:
@@ -109,7 +122,7 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
         pre = configure(prepare(params=p["prepare_params"]), "prepare", p, cache=True)
         prepared = pre.outputs["prepared"]
         c = configure(clean_tags(params=p["clean_tags_params"], prepared=prepared), "clean_tags", p)
-        configure(embed_tags(params=p["embed_tags_params"], tags=c.outputs["tags"]), "embed_tags", p)
+        emb = configure(embed_tags(params=p["embed_tags_params"], tags=c.outputs["tags"]), "embed_tags", p)
         shards = configure(shard_indices(num_shards=p["num_shards"]), "report", p)
         with dsl.ParallelFor(shards.output) as shard:
             f = configure(features(params=p["features_params"], shard=shard, num_shards=p["num_shards"],
@@ -117,7 +130,8 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
             gpu(f, p)
         mf = configure(merge_features(parts=dsl.Collected(f.outputs["feats"])), "merge_shards", p, cache=True)
         feats = mf.outputs["feats"]
-        loops = {torch: cell_loop(p["gpu_cells" if torch else "cells"], p, prepared, feats, shards, torch=torch)
+        loops = {torch: cell_loop(p["gpu_cells" if torch else "cells"], p, prepared, feats, emb.outputs["embed"],
+                                  shards, torch=torch)
                  for torch in (False, True) if has[torch]}
         # With one kind only, both report inputs collect the same loop; report lays out each output once.
         results = [dsl.Collected(loops[k if k in loops else not k].outputs["results"]) for k in (False, True)]

@@ -27,6 +27,7 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "encode": ("2", "4", "4Gi", "8Gi"),          # one database shard
     "merge_shards": ("1", "2", "4Gi", "16Gi"),   # holds the merged array (NUS-WIDE 270k × 1280 float32 ≈ 1.4 GB)
     "evaluate": ("2", "4", "4Gi", "8Gi"),
+    "promote": ("1", "1", "1Gi", "2Gi"),         # registry calls only
     "report": ("1", "1", "1Gi", "2Gi"),
 }
 RESOURCE_FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
@@ -39,6 +40,7 @@ GPU_DEFAULTS: dict[str, object] = {
 }
 NUM_SHARDS = 3
 S3_SECRET = "tagcode-s3"  # optional Kubernetes secret: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL
+MLFLOW_SECRET = "tagcode-mlflow"  # optional Kubernetes secret: MLFLOW_TRACKING_URI of the cluster's MLflow server
 CACHE_MOUNT = "/mnt/tagcode-cache"
 
 

@@ -61,7 +61,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
 
 
 def test_dvc_repro_fresh_repo_then_noop(project: tuple[Path, dict, dict, str]) -> None:
-    work, _, env, first = project
+    work, params, env, first = project
     dvc = str(Path(sys.executable).parent / "dvc")
     for stage in ("prepare", "clean_tags", "embed_tags", "features", "train_binary@itq-16", "train_binary@lsh-16",
                   "encode_quantizer@pq-8", "evaluate_float@float-32", "report"):
@@ -75,11 +75,19 @@ def test_dvc_repro_fresh_repo_then_noop(project: tuple[Path, dict, dict, str]) -
     assert {(r["method"], r["bits"]) for r in rows} == {("itq", 16), ("lsh", 16), ("pq", 8), ("float", 32)}
     assert len({r["wshrca"] for r in rows}) == len(rows) and max(r["wshrca"] for r in rows) < 1.0
 
+    # Unchanged: only the dataset listing runs (always, a directory walk); it finds nothing new.
     second = _run([dvc, "repro"], work, env)
-    assert "Running stage" not in second
+    assert second.count("Running stage") == 1 and "Running stage 'dataset_listing'" in second
     assert "didn't change, skipping" in second
-    assert "up to date" in _run([dvc, "status"], work, env)
+    status = _run([dvc, "status"], work, env)
+    assert "always changed" in status and "prepare" not in status
     assert not list(work.glob("mlflow.db"))
+
+    # A changed dataset re-runs prepare; here the manifest comes out the same, so nothing after it runs.
+    tags = Path(params["prepare"]["root"]) / "tags.jsonl"
+    os.utime(tags, ns=(tags.stat().st_atime_ns, tags.stat().st_mtime_ns + 10**9))
+    third = _run([dvc, "repro"], work, env)
+    assert "Running stage 'prepare'" in third and "Running stage 'clean_tags'" not in third
 
 
 def test_s3_remote_push_and_pull_are_byte_identical(project: tuple[Path, dict, dict, str]) -> None:

@@ -61,7 +61,7 @@ def test_dag_wires_every_stage_in_its_image_installing_nothing(tmp_path: Path) -
     assert images == {
         "prepare": "ghcr.io/tagcode/tagcode-data:0.1.0", "clean-tags": cpu, "embed-tags": cpu, "shard-indices": cpu,
         "features": cuda, "merge-features": cpu, "train": cuda, "encode": cpu, "merge-codes": cpu, "evaluate": cpu,
-        "report": cpu,
+        "promote": cpu, "report": cpu,
     }
     for name, ex in executors.items():
         command = " ".join(ex["container"]["command"])
@@ -69,6 +69,9 @@ def test_dag_wires_every_stage_in_its_image_installing_nothing(tmp_path: Path) -
     tasks = _tasks(spec)
     loops = [t for t in tasks.values() if "parameterIterator" in t]
     assert len(loops) == 3  # feature shards, baseline cells, encode shards (the repo grid has no GPU family)
+    cell_loop = next(t for t in loops if "cells" in t["parameterIterator"]["itemInput"])
+    assert set(spec["components"][cell_loop["componentRef"]["name"]]["dag"]["tasks"]) == {
+        "train", "for-loop-3", "merge-codes", "evaluate", "promote"}
     assert spec["root"]["dag"]["tasks"]["report"]["inputs"]["artifacts"]["results"]
     assert all(ex["secretAsEnv"][0]["secretName"] == "tagcode-s3" for ex in _k8s(platform).values())
 

@@ -44,6 +44,7 @@ def build_tiny_dataset(root: Path, n_per_class: int = 70, seed: int = 0, mix: fl
 def tiny_params(dataset: Path) -> dict:
     """params.yaml sections that run the whole pipeline on the tiny dataset in seconds."""
     return {
+        "dataset": None,  # no preset: the sections say everything
         "prepare": {"source": "folder", "root": str(dataset), "protocol": "random", "n_query": 8, "seed": 0,
                     "image_size": 16, "out": "data/prepared"},
         "clean_tags": {"prepared": "data/prepared", "min_freq": 2, "out": "data/tags"},

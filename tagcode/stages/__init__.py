@@ -16,7 +16,7 @@ from typing import Any
 from tagcode.config import StageConfig, build_config, check_params_file, read_params
 from tagcode.io import atomic_path, fetch, is_s3
 
-STAGES = ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "report")
+STAGES = ("prepare", "clean_tags", "embed_tags", "features", "train", "encode", "evaluate", "promote", "report")
 # Config fields naming another stage's output (or a user file) that a stage reads; "out" is what it writes.
 INPUT_FIELDS = ("prepared", "tags", "embed", "features", "model", "codes", "metrics", "weights", "vectors")
 

@@ -13,10 +13,12 @@ from typing import Any
 from pydantic import Field
 
 from tagcode.config import StageConfig
+from tagcode.data.cache import ImageCache
+from tagcode.data.features import features_for
 from tagcode.data.manifest import read_manifest
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
-from tagcode.stages.train import features_for
+from tagcode.tracking.run import copy_run_ref
 
 
 class Config(StageConfig):
@@ -45,7 +47,11 @@ def run(cfg: Config) -> dict[str, Any]:
         raise TagcodeError(f"{cfg.prepared}: the split needs query and database images "
                            f"(query {len(q_ids)}, database {len(db_ids)})")
     db_ids = db_ids[shard_slice(len(db_ids), cfg.num_shards, cfg.shard)]
-    x_db, x_q = features_for(cfg.features, db_ids, q_ids)
+    if method.input == "images":
+        cache = ImageCache(Path(cfg.prepared) / "images")
+        x_db, x_q = cache.view(db_ids), cache.view(q_ids)
+    else:
+        x_db, x_q = features_for(cfg.features, db_ids, q_ids)
     database, query = method.encode(x_db, db_ids), method.encode_query(x_q, q_ids)
     with atomic_path(cfg.out) as out:
         out.mkdir()
@@ -53,9 +59,10 @@ def run(cfg: Config) -> dict[str, Any]:
         save_codes(query, out / "query")
         if cfg.num_shards == 1:  # a shard's index is built by merge_shards over the whole database
             write_index(to_faiss_index(database), out / "index.faiss")
-        summary = {"method": method.name, "bits": method.bits, "kind": method.kind, "database": len(db_ids),
+        summary = {"method": method.label, "bits": method.bits, "kind": method.kind, "database": len(db_ids),
                    "query": len(q_ids), "out": cfg.out}
         write_json(out / "meta.json", summary)
+        copy_run_ref(cfg.model, out)  # the MLflow run of the model, so evaluate logs on it
     return summary
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from tagcode.config import StageConfig
+from tagcode.progress import warn
 
 
 class Config(StageConfig):
@@ -28,7 +29,8 @@ class Config(StageConfig):
     batch_size: int = Field(64, ge=1, description="images per forward pass")
     device: str = Field("auto", description="auto (CUDA when present), cpu or cuda[:N]")
     resume: bool = Field(True, description="resume from completed chunks of an interrupted run")
-    progress: bool = Field(True, description="show a progress bar")
+    progress: bool | None = Field(None, description="show a progress bar (None: when stderr is a terminal "
+                                                    "and CI is not set)")
     shard: int = Field(0, ge=0, description="this run's shard of the cached images (scale-out; merge_shards "
                                             "joins the shards)")
     num_shards: int = Field(1, ge=1, description="number of shards: contiguous, batch-aligned ranges of the "
@@ -47,6 +49,12 @@ def run(cfg: Config) -> dict[str, Any]:
         kwargs["allow_pickle"] = True
     backbone = create_backbone(cfg.backbone, weights=cfg.weights, **kwargs)
     cache = ImageCache(Path(cfg.prepared) / "images")
+    pre = backbone.preprocess
+    needed = pre.resize or pre.size
+    if needed > cache.size:
+        warn(f"features: {cfg.backbone} at input size {pre.size} resizes images to {needed} px, but the cache "
+             f"holds {cache.size} px thumbnails (prepare image_size), so they are upsampled; raise image_size "
+             f"to ≥ {needed} or lower input_size")
     ids = None
     if cfg.num_shards > 1:
         ids = list(cache.ids[shard_slice(len(cache), cfg.num_shards, cfg.shard, align=cfg.batch_size)])
