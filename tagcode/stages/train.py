@@ -93,7 +93,7 @@ def resolve_variant(cfg: Config) -> Variant:
     if cfg.method not in cfg.variants:
         return Variant(method=cfg.method, options=cfg.options)
     variant = cfg.variants[cfg.method]
-    if variant.method in cfg.variants:
+    if variant.method in cfg.variants and variant.method != cfg.method:  # a method's own entry sets its options
         raise TagcodeError(f"train variant {cfg.method!r} names another variant ({variant.method!r}); name a method")
     return Variant(method=variant.method, options={**cfg.options, **variant.options}, embed=variant.embed)
 
