@@ -63,4 +63,4 @@ def run(cfg: Config) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any]) -> str:
     """A short human summary for the CLI."""
     return (f"train: {summary['method']} {summary['bits']} bits on {summary['train_images']} training images "
-            f"→ {summary['out']}")
+            f"(prepare's: database images with ≥1 tag) → {summary['out']}")
