@@ -139,4 +139,5 @@ def format_summary(report: dict[str, Any]) -> str:
     m = report["margin_final"]
     return (f"embed_tags: {report['vocabulary']} tags, {report['oov']} OOV, {report['kept']} embedded with "
             f"{report['vectors']}; {report['graph_edges']} graph edges; merged to {report['final_tags']} tags "
-            f"(eps {report['eps']}); mean positive-negative cosine {m.get('mean_cosine', float('nan')):.3f}")
+            f"(eps {report['eps']}); mean positive-negative cosine {m.get('mean_cosine', float('nan')):.3f}"
+            + (f"; {report['train_usable']} training images with ≥1 final tag" if "train_usable" in report else ""))

@@ -102,4 +102,4 @@ def format_summary(summary: dict[str, Any]) -> str:
     """A short human summary for the CLI."""
     run = f" (MLflow run {summary['run_id']})" if "run_id" in summary else ""
     return (f"train: {summary['method']} {summary['bits']} bits on {summary['train_images']} training images "
-            f"→ {summary['out']}{run}")
+            f"(prepare's: database images with ≥1 tag) → {summary['out']}{run}")
