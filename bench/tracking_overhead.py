@@ -22,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TAGCODE = [sys.executable, "-m", "tagcode"]
+PROTOCOLS = '["wsdhq", "wshrca", "at100"]'  # the demo's evaluate.protocols
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:
@@ -43,7 +44,7 @@ def cell(work: Path, prepared: str, features: str, name: str, tracking: bool, en
                         "--out", str(m), *flag], env),
         "encode": timed(["encode", "--model", str(m), "--prepared", prepared, "--features", features, "--out", str(c)],
                         env),
-        "evaluate": timed(["evaluate", "--codes", str(c), "--prepared", prepared, "--protocols", '["wsdhq", "wshrca", "at100"]',
+        "evaluate": timed(["evaluate", "--codes", str(c), "--prepared", prepared, "--protocols", PROTOCOLS,
                            "--out", str(e), *flag], env),
     }
     if tracking:
