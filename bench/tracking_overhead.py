@@ -22,12 +22,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TAGCODE = [sys.executable, "-m", "tagcode"]
+PROTOCOLS = '["wsdhq", "wshrca", "at100"]'  # the demo's evaluate.protocols
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:
     """Wall seconds of one `tagcode` command (fails loudly)."""
     t0 = time.perf_counter()
-    subprocess.run([*TAGCODE, *args], env=env, check=True, capture_output=True, text=True)
+    proc = subprocess.run([*TAGCODE, *args], env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"tagcode {args[0]} failed: {proc.stderr.strip()}")
     return time.perf_counter() - t0
 
 
@@ -41,7 +44,7 @@ def cell(work: Path, prepared: str, features: str, name: str, tracking: bool, en
                         "--out", str(m), *flag], env),
         "encode": timed(["encode", "--model", str(m), "--prepared", prepared, "--features", features, "--out", str(c)],
                         env),
-        "evaluate": timed(["evaluate", "--codes", str(c), "--prepared", prepared, "--protocols", "wsdhq,wshrca,at100",
+        "evaluate": timed(["evaluate", "--codes", str(c), "--prepared", prepared, "--protocols", PROTOCOLS,
                            "--out", str(e), *flag], env),
     }
     if tracking:

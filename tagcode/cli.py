@@ -260,12 +260,13 @@ def one_line_text(text: str) -> str:
 @app.command("champions")
 def champions() -> None:
     """List every registered model's champion with its primary metric (MLFLOW_TRACKING_URI, else the project's)."""
-    from tagcode.tracking.backend import connect, probe, tracking_uri
+    from tagcode.tracking.backend import connect, mlflow_errors, probe, tracking_uri
     from tagcode.tracking.registry import champions as list_champions
 
     uri = tracking_uri()
     probe(uri)
-    rows = list_champions(connect(uri)[0])
+    with mlflow_errors(uri):
+        rows = list_champions(connect(uri)[0])
     if not rows:
         typer.echo(f"no champions in {uri}")
     for r in rows:
