@@ -16,7 +16,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup system-packages demo test lint bench clean
+.PHONY: setup system-packages demo test lint bench clean images
 
 setup: system-packages $(STAMP)
 
@@ -56,6 +56,19 @@ test: setup
 
 bench: setup
 	$(PY) bench/eval_speed.py
+
+# Container images (needs a Docker engine): build the cpu, data and cuda targets and push them to
+# $(REGISTRY); compile the pipeline with the same TAGCODE_IMAGE_REGISTRY / TAGCODE_IMAGE_VERSION.
+REGISTRY ?= $(or $(TAGCODE_IMAGE_REGISTRY),ghcr.io/tagcode)
+IMAGE_VERSION ?= $(or $(TAGCODE_IMAGE_VERSION),$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml))
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+images:
+	@for target in cpu data cuda; do \
+	  image=$(REGISTRY)/tagcode-$$target:$(IMAGE_VERSION); \
+	  docker build -f docker/Dockerfile --target $$target --build-arg VERSION=$(IMAGE_VERSION) \
+	    --build-arg REVISION=$(REVISION) -t $$image . && docker push $$image || exit 1; \
+	done
+
 
 # Remove the generated pipeline outputs that git ignores (data/, models/, codes/, DVC's site cache), never a
 # tracked file: the committed metrics/ and reports/ stay. `git clean -X` removes only ignored paths.

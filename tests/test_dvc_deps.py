@@ -1,9 +1,9 @@
 """dvc.yaml never goes stale: each stage declares every project module its command runs.
 
 The dependencies are derived statically: the import graph (every ``import``, also inside functions) from
-the stage module plus the CLI that dvc.yaml's ``tagcode <stage>`` command goes through, including the
-package ``__init__`` files each import executes. A stage may declare a module file or any folder above it.
-Module-level rather than package-level deps: a change to the methods does not re-extract features.
+the stage module plus the CLI that dvc.yaml's ``tagcode <command>`` goes through, including the package
+``__init__`` files each import executes. A stage may declare a module file or any folder above it; dvc.yaml
+declares the whole package, because the CLI alone imports most of it (see dvc.yaml's header).
 """
 
 from __future__ import annotations
@@ -81,6 +81,13 @@ def test_import_graph_sees_lazy_imports() -> None:
     assert "tagcode.backbones.extract" in closure("tagcode.stages.features")
     assert "tagcode.methods" in closure("tagcode.stages.encode")
     assert "tagcode.io" in closure("tagcode.cli")
+
+
+def test_a_narrower_declaration_is_caught() -> None:
+    """What the check reports when a stage declares only its own module (today's dvc.yaml declares more)."""
+    needed = closure("tagcode.stages.encode") | closure("tagcode.cli")
+    lacking = {m for m in needed if not _covered(_module_file(m), ["tagcode/stages/encode.py"])}
+    assert "tagcode.methods" in lacking and "tagcode.stages.encode" not in lacking
 
 
 def test_every_stage_declares_the_modules_it_runs() -> None:
