@@ -194,7 +194,7 @@ def test_train_and_embed_variants(tmp_path: Path) -> None:
     assert report["variants"]["plain"]["normalize"] is False and report["variants"]["plain"]["graph_edges"] == 0
     np.testing.assert_allclose(np.linalg.norm(main.vectors, axis=1), 1.0, rtol=1e-5)
     assert np.linalg.norm(plain.vectors, axis=1).mean() > 1.5  # GloVe 50-d raw norms are ~3-6
-    with pytest.raises(TagcodeError, match="no embedding variant 'minilm'.*plain"):
+    with pytest.raises(TagcodeError, match=r"no embedding variant 'minilm'.*plain"):
         read_embedding(emb, "minilm")
     with pytest.raises(TagcodeError, match="embed_tags variant 'x': graph"):
         run_stage("embed_tags", {"tags": str(tags), "variants": {"x": {"graph": "maybe"}}, "out": str(tmp_path / "e")})
