@@ -210,7 +210,10 @@ def show_lines(root: Path) -> list[str]:
         lines.append(f"report: missing ({table} not found; run `dvc repro report`)")
         return lines
     current = stage_module("report").current_fingerprint(root / "data" / "prepared")
-    if json.loads(table_json.read_text(encoding="utf-8")).get("fingerprint") != current:
+    recorded = json.loads(table_json.read_text(encoding="utf-8")).get("fingerprint")
+    if recorded is None:
+        lines.append(f"report: stale ({table} records no split fingerprint: it predates them; run `dvc repro`)")
+    elif recorded != current:
         lines.append(f"report: stale ({table} was measured on another dataset or split; run `dvc repro report`)")
     else:
         lines.append(table.read_text(encoding="utf-8").rstrip("\n"))
