@@ -17,9 +17,10 @@ images than dims (faiss's ``OPQMatrix`` crashes otherwise); with fewer, OPQ is l
 PCA directions of the training set (a documented fallback, recorded as ``basis`` in the model).
 
 Same params and seed give the same arrays on any core count: ITQ, PQ, OPQ and LSQ train and encode with
-``threads`` (default 1) BLAS and OpenMP threads, since faiss's k-means and OPQ updates and BLAS
-reductions sum in a thread-dependent order. On a GPU (none of these run there today) exact equality
-across devices cannot be promised.
+exactly ``threads`` (default 2, the project machine's cores) BLAS and OpenMP threads, whatever the machine
+has, since faiss's k-means and OPQ updates and BLAS reductions sum in a thread-dependent order. Exact
+equality cannot be promised across CPU architectures whose BLAS kernels round differently, nor on a GPU
+(none of these run there today).
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class ITQ(_Binary):
 
     name = "itq"
 
-    def __init__(self, bits: int, seed: int = 0, *, iterations: int = 50, threads: int = 1) -> None:
+    def __init__(self, bits: int, seed: int = 0, *, iterations: int = 50, threads: int = 2) -> None:
         super().__init__(bits, seed, iterations=iterations, threads=threads)
 
     def check_training_size(self, x: np.ndarray) -> None:
@@ -168,7 +169,7 @@ class _Quantizer(_Baseline):
     def m(self) -> int:
         return self.bits // 8
 
-    def __init__(self, bits: int, seed: int = 0, *, threads: int = 1, **options: Any) -> None:
+    def __init__(self, bits: int, seed: int = 0, *, threads: int = 2, **options: Any) -> None:
         super().__init__(bits, seed, threads=threads, **options)
 
     def check_training_size(self, x: np.ndarray) -> None:
@@ -252,7 +253,7 @@ class OPQ(_Quantizer):
 
     name = "opq"
 
-    def __init__(self, bits: int, seed: int = 0, *, niter: int = 50, threads: int = 1) -> None:
+    def __init__(self, bits: int, seed: int = 0, *, niter: int = 50, threads: int = 2) -> None:
         super().__init__(bits, seed, niter=niter, threads=threads)
 
     def _project(self, x: np.ndarray) -> np.ndarray:
@@ -293,7 +294,7 @@ class LSQ(_Quantizer):
     name = "lsq"
 
     def __init__(self, bits: int, seed: int = 0, *, train_iters: int = 10, encode_ils_iters: int = 16,
-                 threads: int = 1) -> None:
+                 threads: int = 2) -> None:
         super().__init__(bits, seed, train_iters=train_iters, encode_ils_iters=encode_ils_iters, threads=threads)
 
     def _lsq(self, d: int) -> Any:
