@@ -63,7 +63,8 @@ def _parse_value(raw: str, annotation: Any) -> Any:
     (``'[10, 100]'``) or comma-separated (``wsdhq,wshrca``); a dict is JSON; scalars pass through."""
     if type(None) in typing.get_args(annotation) and raw.strip().lower() in {"none", "null"}:
         return None
-    if _is_scalar(annotation):
+    literals = {v for a in _members(annotation) if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)}
+    if _is_scalar(annotation) or raw in literals:  # e.g. clean_tags' stop_list: a list, or the name 'mirflickr'
         return raw
     try:
         value = json.loads(raw)
