@@ -15,12 +15,13 @@ from torch import nn
 
 
 def adaptive_margins(tag_vectors: torch.Tensor, gamma: float = 1.0, fixed_margin: float | None = None) -> torch.Tensor:
-    """(T, T) margins m_pn = 2^{1−γ}(1 − cos(w̄_p, w̄_n))^γ, or ``fixed_margin`` everywhere when given."""
-    w = F.normalize(tag_vectors.float(), dim=1)
+    """(T, T) float32 margins m_pn = 2^{1−γ}(1 − cos(w̄_p, w̄_n))^γ (computed in float64), or ``fixed_margin``
+    everywhere when given."""
+    w = F.normalize(tag_vectors.double(), dim=1)
     if fixed_margin is not None:
         return torch.full((len(w), len(w)), float(fixed_margin))
     one_minus_cos = (1.0 - w @ w.T).clamp(min=0.0)
-    return 2.0 ** (1.0 - gamma) * one_minus_cos**gamma
+    return (2.0 ** (1.0 - gamma) * one_minus_cos**gamma).float()
 
 
 class AdaptiveMarginLoss(nn.Module):
@@ -29,7 +30,7 @@ class AdaptiveMarginLoss(nn.Module):
 
     def __init__(self, tag_vectors: torch.Tensor, *, gamma: float = 1.0, fixed_margin: float | None = None) -> None:
         super().__init__()
-        self.register_buffer("wbar", F.normalize(tag_vectors.float(), dim=1), persistent=False)
+        self.register_buffer("wbar", F.normalize(tag_vectors.detach(), dim=1), persistent=False)
         self.register_buffer("margin", adaptive_margins(tag_vectors, gamma, fixed_margin), persistent=False)
 
     def forward(self, x: torch.Tensor, tags: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -49,7 +50,7 @@ class QuantizationLoss(nn.Module):
 
     def __init__(self, tag_vectors: torch.Tensor, *, lam: float = 1e-4) -> None:
         super().__init__()
-        self.register_buffer("w", tag_vectors.float(), persistent=False)
+        self.register_buffer("w", tag_vectors.detach().clone(), persistent=False)
         self.lam = float(lam)
 
     def forward(self, x: torch.Tensor, xhat: torch.Tensor | None) -> dict[str, torch.Tensor]:
