@@ -193,3 +193,29 @@ def test_refit_is_the_ridge_least_squares_solution() -> None:
     lstsq = np.linalg.lstsq(b, u, rcond=None)[0].reshape(m, k, d)
     fitted = quantizer.reconstruct(codes, quantizer.refit(codes, u, previous, ridge=1e-9))
     np.testing.assert_allclose(fitted, quantizer.reconstruct(codes, lstsq), atol=1e-4)
+
+
+def test_faiss_export_of_wsdhq_codebooks_ranks_like_the_evaluator() -> None:
+    """Dense refitted codebooks and ICM codes in faiss's IndexLocalSearchQuantizer (ST_LUT_nonorm, inner
+    product) give the evaluator's AQD top-k: same items in the same order, same scores."""
+    from tagcode.retrieval.codes import QuantizedCodes
+    from tagcode.retrieval.index import to_faiss_index
+    from tagcode.retrieval.search import aqd_knn
+
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((30, 50)).astype(np.float32)
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    g = w.T.astype(np.float64) @ w
+    u = np.tanh(rng.standard_normal((600, 50)) @ rng.standard_normal((50, 50)) * 0.2).astype(np.float32)
+    codebooks = quantizer.refit(rng.integers(0, 256, (600, 3)).astype(np.uint8), u, np.zeros((3, 256, 50)))
+    codebooks = quantizer.refit(quantizer.ICM(codebooks, g).encode(u, rng), u, codebooks)  # full-width codewords
+    db = QuantizedCodes(ids=np.arange(600), codes=quantizer.ICM(codebooks, g).encode(u, rng), codebooks=codebooks)
+    q = np.tanh(rng.standard_normal((25, 50))).astype(np.float32)
+    fs, fi = to_faiss_index(db).search(q, 20)
+    es, ei = aqd_knn(q, db.codes, db.codebooks, 20)
+    np.testing.assert_allclose(fs, es, rtol=1e-5, atol=1e-5)
+    full = q @ quantizer.reconstruct(db.codes, codebooks).T
+    gap = np.diff(-np.sort(-full, axis=1)[:, :21], axis=1)
+    distinct = (np.abs(gap) > 1e-4).all(axis=1)  # rows whose top 21 scores are all distinct
+    assert distinct.sum() >= 15
+    np.testing.assert_array_equal(fi[distinct], ei[distinct])

@@ -58,17 +58,18 @@ def objective(x: np.ndarray, codes: np.ndarray, codebooks: np.ndarray, g: np.nda
 class ICM:
     """ICM encoder for fixed ``codebooks`` (M, K, D) in the metric ``g`` (D, D) = WᵀW.
 
-    score_m(k) = c_kᵀGc_k − 2 (x − Σ_{j≠m} c_j)ᵀ G c_k. The tables c_kᵀGc_k (M, K), GCᵀ (D, M·K) and the
+    score_m(k) = c_kᵀGc_k − 2 (x − Σ_{j≠m} c_j)ᵀ G c_k. The tables c_kᵀGc_k (M, K), −2GC_mᵀ (M, D, K) and the
     pairwise C_j G C_mᵀ (M, M, K, K) are built once, so one codebook step of one vector costs M−1 table
-    rows of K, after one (n, D) × (D, M·K) product per batch; never the B×K×T tensor of the reference."""
+    rows of K, after M (B, D) × (D, K) products per batch; never the B×K×T tensor of the reference."""
 
     def __init__(self, codebooks: np.ndarray, g: np.ndarray, *, passes: int = 3) -> None:
         c = np.asarray(codebooks, dtype=np.float32)
         self.m, self.k, self.d = c.shape
         self.passes = passes
         gc = c.reshape(-1, self.d) @ np.asarray(g, dtype=np.float32)  # rows: G c_k (G symmetric)
-        self.gct = np.ascontiguousarray(-2.0 * gc.T)  # (D, M·K): x @ gct = −2 xᵀG c_k
-        self.unary = np.einsum("nd,nd->n", gc, c.reshape(-1, self.d))  # (M·K,): c_kᵀ G c_k
+        # (M, D, K): x @ gct[m] = −2 xᵀG c_k for the codewords of codebook m
+        self.gct = np.ascontiguousarray(-2.0 * gc.reshape(self.m, self.k, self.d).transpose(0, 2, 1))
+        self.unary = np.einsum("nd,nd->n", gc, c.reshape(-1, self.d)).reshape(self.m, 1, self.k)  # c_kᵀ G c_k
         flat = 2.0 * (gc @ c.reshape(-1, self.d).T)  # (M·K, M·K): 2 c_aᵀ G c_b
         self.pair2 = np.ascontiguousarray(flat.reshape(self.m, self.k, self.m, self.k).transpose(0, 2, 1, 3))
 
@@ -95,7 +96,10 @@ class ICM:
         return codes
 
     def _encode_batch(self, x: np.ndarray, orders: list[np.ndarray]) -> np.ndarray:
-        lin = (x @ self.gct + self.unary).reshape(len(x), self.m, self.k).transpose(1, 0, 2).copy()
+        lin = np.empty((self.m, len(x), self.k), dtype=np.float32)  # unary + linear term of every codeword
+        for m in range(self.m):
+            np.matmul(x, self.gct[m], out=lin[m])
+        lin += self.unary
         codes = np.zeros((self.m, len(x)), dtype=np.intp)
         score = np.empty((len(x), self.k), dtype=np.float32)
         row = np.empty_like(score)

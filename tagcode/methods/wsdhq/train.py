@@ -4,14 +4,14 @@ Each iteration: a batch of ``batch_size`` images from the epoch's permutation (t
 is skipped and the data reshuffled), train-mode embeddings x written into the memory bank, loss =
 L_emb + λ·L_q (λ·L_q = 0 until the codebooks exist), one Adam step at lr·decay^⌊it/lr_step⌋. After the
 step of 0-based iteration ``it`` with it > 0 and it % period == 0: block-wise k-means on the bank (first
-update only), ICM codes for the whole bank, ridge refit of the codebooks. The whole state (head, Adam,
-bank, codes, codebooks, generator, epoch permutation and position) is one checkpointable dict.
+update only), ICM codes for the whole bank, ridge refit of the codebooks. The whole state (Adam, bank,
+codes, codebooks, epoch permutation and position; the context adds the model and every generator) is
+checkpointed through the context.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,19 +42,20 @@ class Schedule(Protocol):
     kmeans_batch_size: int
     kmeans_n_init: int
     kmeans_max_iter: int
-    checkpoint_every: int
 
 
 class Context(Protocol):
-    """What the loop needs from its runner: inputs, a seeded generator, logging and checkpoints."""
+    """What the loop needs from its runner (``tagcode.methods.torch_method.TrainContext``)."""
 
+    model: torch.nn.Module  # .net: the embedding head; .trunk: identity or the fine-tuned backbone
     device: torch.device
     generator: torch.Generator
 
-    def inputs(self, idx: np.ndarray, train: bool = True) -> torch.Tensor: ...
-    def log(self, step: int, terms: dict[str, float]) -> None: ...
-    def checkpoint(self, step: int, extra_state: dict[str, Any]) -> None: ...
-    def resume(self) -> tuple[int, dict[str, Any]] | None: ...
+    def inputs(self, rows: np.ndarray, *, train: bool = True) -> torch.Tensor: ...
+    def log(self, step: int, terms: dict[str, Any]) -> None: ...
+    def due(self, step: int) -> bool: ...
+    def save(self, step: int, state: dict[str, Any]) -> None: ...
+    def resume(self, state: dict[str, Any]) -> tuple[int, dict[str, Any]] | None: ...
 
 
 def update_period(n: int, opts: Schedule) -> int:
@@ -80,34 +81,30 @@ def update_codes(bank: np.ndarray, codebooks: np.ndarray | None, g: np.ndarray, 
     return codes, quantizer.refit(codes, bank, codebooks, ridge=opts.ridge, unused_tol=opts.unused_tol)
 
 
-def train(model: torch.nn.Module, params: list[torch.nn.Parameter], tags: scipy.sparse.csr_matrix,
-          tag_vectors: np.ndarray, m: int, seed: int, opts: Schedule, ctx: Context,
-          embed: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, np.ndarray]:
-    """Train ``model`` (its ``params`` by Adam) on images with multi-hot ``tags`` (N, T); ``embed`` maps
-    ``ctx.inputs`` to the train-mode embeddings x. Resumes from ``ctx.resume()`` when it has a checkpoint.
-    Returns the final ``codebooks`` (M, 256, D), training ``codes`` (N, M) and ``bank``."""
+def train(ctx: Context, tags: scipy.sparse.csr_matrix, tag_vectors: np.ndarray, m: int, seed: int,
+          opts: Schedule) -> dict[str, np.ndarray]:
+    """Train ``ctx.model`` (every parameter, by Adam) on images with multi-hot ``tags`` (N, T) and tag vectors
+    (T, D); x = ``ctx.model.net`` of ``ctx.inputs``. Resumes from the context's last checkpoint when there is
+    one. Returns the final ``codebooks`` (M, 256, D) and the training ``codes`` (N, M)."""
     n, dim = tags.shape[0], tag_vectors.shape[1]
     if n < opts.batch_size:
         raise TagcodeError(f"wsdhq: {n} training images, fewer than one batch of {opts.batch_size}")
-    device = ctx.device
+    device, model = ctx.device, ctx.model
     w = torch.as_tensor(tag_vectors, dtype=torch.float32, device=device)
     margin_loss = AdaptiveMarginLoss(w, gamma=opts.gamma, fixed_margin=opts.fixed_margin).to(device)
     quant_loss = QuantizationLoss(w, lam=opts.lam).to(device)
     g = metric(tag_vectors)
     tags = scipy.sparse.csr_matrix(tags, dtype=bool)
-    optimizer = torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr, betas=(0.9, 0.999), eps=1e-8)
     period = update_period(n, opts)
 
     state: dict[str, Any] = {"bank": np.zeros((n, dim), np.float32), "codes": None, "codebooks": None,
                              "perm": None, "pos": 0}
     start = 0
-    resumed = ctx.resume()
+    resumed = ctx.resume({"optimizer": optimizer, "wsdhq": state})
     if resumed is not None:
         start, saved = resumed
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        ctx.generator.set_state(saved["generator"])
-        state = {k: saved[k] for k in state}
+        state = {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in saved["wsdhq"].items()}
 
     for it in range(start, opts.iterations):
         if state["perm"] is None or state["pos"] + opts.batch_size > n:
@@ -119,7 +116,7 @@ def train(model: torch.nn.Module, params: list[torch.nn.Parameter], tags: scipy.
             group["lr"] = lr
 
         model.train()
-        x = embed(ctx.inputs(idx, train=True))
+        x = model.net(ctx.inputs(idx, train=True), ctx.generator)
         state["bank"][idx] = x.detach().float().cpu().numpy()
         batch_tags = torch.as_tensor(tags[idx].toarray(), device=device)
         xhat = None
@@ -134,13 +131,11 @@ def train(model: torch.nn.Module, params: list[torch.nn.Parameter], tags: scipy.
         if it > 0 and it % period == 0:
             state["codes"], state["codebooks"] = update_codes(state["bank"], state["codebooks"], g, m, seed, it,
                                                               opts)
-        logged = {k: float(v) for k, v in terms.items()}
-        ctx.log(it + 1, {**logged, "total": float(total), "lr": lr})
-        if (it + 1) % opts.checkpoint_every == 0 or it + 1 == opts.iterations:
-            ctx.checkpoint(it + 1, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "generator": ctx.generator.get_state(), **state})
+        ctx.log(it + 1, {**terms, "total": total, "lr": lr})
+        if ctx.due(it + 1):
+            ctx.save(it + 1, {"optimizer": optimizer, "wsdhq": state})
 
     if state["codebooks"] is None:
         raise TagcodeError(f"wsdhq: {opts.iterations} iterations end before the first codebook update "
                            f"(iteration {period}); raise iterations or lower update_period")
-    return {"codebooks": state["codebooks"], "codes": state["codes"], "bank": state["bank"]}
+    return {"codebooks": state["codebooks"], "codes": state["codes"]}
