@@ -4,6 +4,13 @@ the initial-loss sanity check of spec §7."""
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +19,8 @@ import torch
 from tagcode.methods.wsdhq import quantizer
 from tagcode.methods.wsdhq.losses import AdaptiveMarginLoss, QuantizationLoss, adaptive_margins
 from tagcode.methods.wsdhq.model import EmbeddingHead
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _random_tags(rng: np.random.Generator, b: int, t: int) -> np.ndarray:
@@ -219,3 +228,108 @@ def test_faiss_export_of_wsdhq_codebooks_ranks_like_the_evaluator() -> None:
     distinct = (np.abs(gap) > 1e-4).all(axis=1)  # rows whose top 21 scores are all distinct
     assert distinct.sum() >= 15
     np.testing.assert_array_equal(fi[distinct], ei[distinct])
+
+
+# --- training through the TorchMethod contract -------------------------------------------------------------
+
+FAST = {"batch_size": 64, "iterations": 30, "update_period": 8, "kmeans_n_init": 1, "kmeans_max_iter": 5,
+        "checkpoint_every": 4, "device": "cpu"}
+
+
+def wsdhq_trainset(n: int = 300, seed: int = 0):
+    """Features that carry the tags' signal, 0–3 tags per image out of 15 tag vectors in 6 dims."""
+    import scipy.sparse as sp
+
+    from tagcode.methods.trainset import TrainSet
+
+    rng = np.random.default_rng(seed)
+    tags = _random_tags(rng, n, 15)[:, :15] & (rng.random((n, 15)) < 0.8)
+    x = (tags @ rng.standard_normal((15, 12)) + 0.3 * rng.standard_normal((n, 12))).astype(np.float32)
+    return TrainSet(ids=np.arange(n), features=x, tags=sp.csr_matrix(tags),
+                    tag_vectors=rng.standard_normal((15, 6)).astype(np.float32))
+
+
+def fit_wsdhq(checkpoint_dir: str | None = None, log=None, **options) -> dict[str, np.ndarray]:
+    """A 16-bit WSDHQ fitted on :func:`wsdhq_trainset`; its arrays plus the codes it encodes."""
+    from tagcode.methods import create_method
+
+    method = create_method("wsdhq", bits=16, seed=1, **{**FAST, **options})
+    ts = wsdhq_trainset()
+    method.fit(ts, log=log, checkpoint_dir=checkpoint_dir)
+    codes = method.encode(ts.features, ts.ids)
+    return {**method.arrays, "codes": codes.codes, "x": codes.x}
+
+
+def test_training_logs_terms_and_is_deterministic() -> None:
+    seen: list[tuple[int, dict[str, float]]] = []
+    a = fit_wsdhq(log=lambda step, terms: seen.append((step, terms)))
+    assert [s for s, _ in seen] == list(range(1, 31))
+    assert {"embedding", "quantization", "quantization_raw", "total", "lr"} <= set(seen[0][1])
+    assert all(t["quantization"] == 0 for s, t in seen if s <= 9)  # λ = 0 until the first update (it = 8)
+    assert all(t["quantization"] > 0 for s, t in seen if s > 9)
+    assert a["codebooks"].shape == (2, 256, 6) and a["codes"].shape == (300, 2) and a["x"].shape == (300, 6)
+    b = fit_wsdhq()
+    assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)  # same seed, same bits
+
+
+def test_resume_after_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    full = fit_wsdhq()
+    fit_wsdhq(str(tmp_path / "ck"), iterations=22)  # the last checkpoint is after step 20, codebooks exist
+    assert json.loads((tmp_path / "ck" / "last" / "state.json").read_text())["step"] == 20
+    resumed = fit_wsdhq(str(tmp_path / "ck"))
+    assert all(np.array_equal(full[k], resumed[k]) for k in full)
+
+
+def test_kill_9_mid_training_then_resume_gives_the_same_model(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ck"
+    code = ("import sys, time, numpy as np; from tests.test_wsdhq import fit_wsdhq; "
+            f"a = fit_wsdhq({str(ckpt)!r}, log=lambda s, t: time.sleep(0.05)); np.savez(sys.argv[1], **a)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "never.npz")], cwd=REPO, env=env)
+    deadline = time.monotonic() + 120
+    step = 0
+    while step < 12 and time.monotonic() < deadline:  # past the first code update, so the bank is restored too
+        time.sleep(0.05)
+        try:
+            step = json.loads((ckpt / "last" / "state.json").read_text())["step"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "never.npz").exists()
+    step = json.loads((ckpt / "last" / "state.json").read_text())["step"]
+    assert 12 <= step < 30
+    out = tmp_path / "resumed.npz"
+    subprocess.run([sys.executable, "-c", code.replace("time.sleep(0.05)", "None"), str(out)], cwd=REPO, env=env,
+                   check=True)
+    with np.load(out) as z:
+        resumed = {k: z[k] for k in z.files}
+    full = fit_wsdhq()
+    assert set(full) == set(resumed) and all(np.array_equal(full[k], resumed[k]) for k in full)
+
+
+def test_untrained_head_gives_the_calibrated_initial_loss() -> None:
+    """Spec §7 through the method: with init_std = 0 the first logged loss is the triplet-weighted mean margin."""
+    seen: list[dict[str, float]] = []
+    fit_wsdhq(log=lambda step, terms: seen.append(terms), init_std=0.0, iterations=9)
+    ts = wsdhq_trainset()
+    w = ts.tag_vectors / np.linalg.norm(ts.tag_vectors, axis=1, keepdims=True)
+    tags = ts.tags.toarray() > 0
+    # the first batch: the first permutation of the context's generator (seeded with the method's seed)
+    gen = torch.Generator().manual_seed(1)
+    first = np.sort(torch.randperm(300, generator=gen).numpy()[:64])
+    expected = np.mean([1 - w[p] @ w[n] for r in tags[first] for p in np.flatnonzero(r) for n in np.flatnonzero(~r)])
+    assert seen[0]["embedding"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_bits_and_options_are_checked() -> None:
+    from tagcode.errors import TagcodeError
+    from tagcode.methods import create_method
+
+    with pytest.raises(TagcodeError, match="cannot make 12-bit codes"):
+        create_method("wsdhq", bits=12)
+    with pytest.raises(TagcodeError, match="wsdhq"):
+        create_method("wsdhq", bits=8, gamma=-1)
+    with pytest.raises(TagcodeError, match="before the first codebook update"):
+        fit_wsdhq(iterations=5)
