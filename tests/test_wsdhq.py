@@ -333,3 +333,46 @@ def test_bits_and_options_are_checked() -> None:
         create_method("wsdhq", bits=8, gamma=-1)
     with pytest.raises(TagcodeError, match="before the first codebook update"):
         fit_wsdhq(iterations=5)
+
+
+def test_stages_train_wsdhq_without_labels_in_both_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare → clean_tags → embed_tags → features → train (frozen features, and end-to-end from the image cache
+    with a tiny CNN) → encode → evaluate; training and encoding with the labels made unreadable."""
+    import pyarrow.parquet as pq
+
+    from tagcode.stages import run_stage
+    from tests.tiny_dataset import build_tiny_dataset
+
+    ds = build_tiny_dataset(tmp_path / "ds")
+    d = {k: str(tmp_path / k) for k in ("prep", "tags", "embed", "feats")}
+    run_stage("prepare", {"source": "folder", "root": str(ds), "n_query": 8, "image_size": 16, "out": d["prep"]})
+    run_stage("clean_tags", {"prepared": d["prep"], "min_freq": 2, "out": d["tags"]})
+    run_stage("embed_tags", {"tags": d["tags"], "target_size": 0.9, "out": d["embed"]})
+    run_stage("features", {"prepared": d["prep"], "backbone": "tiny_cnn", "progress": False, "out": d["feats"]})
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("training read the ground-truth labels")
+
+    original = pq.ParquetFile.read
+
+    def read(self, columns=None, **kw):
+        if columns is None or "labels" in columns:
+            raise AssertionError("training read the labels column")
+        return original(self, columns=columns, **kw)
+
+    monkeypatch.setattr("tagcode.data.manifest.read_labels", forbidden)
+    monkeypatch.setattr(pq.ParquetFile, "read", read)
+    for mode in ("features", "end_to_end"):
+        options = {**FAST, "iterations": 12, "mode": mode, "backbone": "tiny_cnn"}
+        run_stage("train", {"method": "wsdhq", "bits": 8, "options": options, "prepared": d["prep"],
+                            "features": d["feats"], "embed": d["embed"], "out": str(tmp_path / f"m-{mode}")})
+        run_stage("encode", {"model": str(tmp_path / f"m-{mode}"), "prepared": d["prep"], "features": d["feats"],
+                             "out": str(tmp_path / f"c-{mode}")})
+    monkeypatch.undo()
+    for mode in ("features", "end_to_end"):
+        metrics = json.loads(run_stage("evaluate", {"codes": str(tmp_path / f"c-{mode}"), "prepared": d["prep"],
+                                                    "protocols": ["wsdhq", "wsdhq_sqd", "wsdhq_feats"],
+                                                    "out": str(tmp_path / f"e-{mode}")}))
+        assert metrics["method"] == "wsdhq" and metrics["bits"] == 8
+        for family in ("wsdhq", "wsdhq_sqd", "wsdhq_feats"):
+            assert 0.25 < metrics["protocols"][family]["map"] <= 1.0, (mode, family, metrics["protocols"][family])

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -53,6 +54,8 @@ class WSDHQOptions(TorchOptions):
     input_norm: Literal["none", "center_l2"] = Field(
         "none", description="features mode: centre the features on the training mean and L2-normalise them "
                             "before the head")
+    sphere: bool = Field(False, description="L2-normalise the embedding before the memory bank, the "
+                                            "quantization loss, ICM and search (not in the reference code)")
 
 
 @METHODS.register("wsdhq")
@@ -77,7 +80,7 @@ class WSDHQ(TorchMethod):
     def build(self, meta: dict[str, Any]) -> nn.Module:
         o = self.opts
         return _Net(meta["in_dim"], meta["dim"], dropout=o.dropout, init_std=o.init_std,
-                    l2=o.input_norm == "center_l2" and o.mode == "features")
+                    l2=o.input_norm == "center_l2" and o.mode == "features", sphere=o.sphere)
 
     def train_loop(self, ctx: TrainContext) -> dict[str, np.ndarray]:
         tr = ctx.train
@@ -112,11 +115,12 @@ class WSDHQ(TorchMethod):
 
 
 class _Net(nn.Module):
-    """Optional input centring + L2 normalisation (the baselines' preprocessing), then the embedding head."""
+    """Optional input centring + L2 normalisation (the baselines' preprocessing), the embedding head, and the
+    optional L2 normalisation of its output (``sphere``)."""
 
-    def __init__(self, in_dim: int, dim: int, *, dropout: float, init_std: float, l2: bool) -> None:
+    def __init__(self, in_dim: int, dim: int, *, dropout: float, init_std: float, l2: bool, sphere: bool) -> None:
         super().__init__()
-        self.l2 = l2
+        self.l2, self.sphere = l2, sphere
         self.register_buffer("mean", torch.zeros(in_dim))
         self.head = EmbeddingHead(in_dim, dim, dropout=dropout, init_std=init_std)
 
@@ -124,4 +128,5 @@ class _Net(nn.Module):
         if self.l2:
             f = f - self.mean
             f = f / f.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        return self.head(f, generator)
+        x = self.head(f, generator)
+        return F.normalize(x, dim=1) if self.sphere else x
