@@ -268,6 +268,7 @@ def test_training_logs_terms_and_is_deterministic() -> None:
     assert all(t["quantization"] == 0 for s, t in seen if s <= 9)  # λ = 0 until the first update (it = 8)
     assert all(t["quantization"] > 0 for s, t in seen if s > 9)
     assert a["codebooks"].shape == (2, 256, 6) and a["codes"].shape == (300, 2) and a["x"].shape == (300, 6)
+    np.testing.assert_allclose(np.linalg.norm(a["x"], axis=1), 1.0, rtol=1e-5)  # sphere: unit embeddings
     b = fit_wsdhq()
     assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)  # same seed, same bits
 
@@ -363,7 +364,7 @@ def test_stages_train_wsdhq_without_labels_in_both_modes(tmp_path: Path, monkeyp
     monkeypatch.setattr("tagcode.data.manifest.read_labels", forbidden)
     monkeypatch.setattr(pq.ParquetFile, "read", read)
     for mode in ("features", "end_to_end"):
-        options = {**FAST, "iterations": 12, "mode": mode, "backbone": "tiny_cnn"}
+        options = {**FAST, "iterations": 9, "mode": mode, "backbone": "tiny_cnn"}
         run_stage("train", {"method": "wsdhq", "bits": 8, "options": options, "prepared": d["prep"],
                             "features": d["feats"], "embed": d["embed"], "out": str(tmp_path / f"m-{mode}")})
         run_stage("encode", {"model": str(tmp_path / f"m-{mode}"), "prepared": d["prep"], "features": d["feats"],

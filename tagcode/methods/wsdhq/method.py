@@ -54,8 +54,8 @@ class WSDHQOptions(TorchOptions):
     input_norm: Literal["none", "center_l2"] = Field(
         "none", description="features mode: centre the features on the training mean and L2-normalise them "
                             "before the head")
-    sphere: bool = Field(False, description="L2-normalise the embedding before the memory bank, the "
-                                            "quantization loss, ICM and search (not in the reference code)")
+    sphere: bool = Field(True, description="L2-normalise the embedding before the memory bank, the quantization "
+                                           "loss, ICM and search; false is the reference code (see README)")
 
 
 @METHODS.register("wsdhq")
