@@ -1,0 +1,1 @@
+"""WSHRCA (weakly supervised hashing with reconstructive cross-modal attention) and WDHT, its ancestor."""
