@@ -8,6 +8,7 @@ import torch
 
 from tagcode.methods.wshrca.losses import CrossModalHinge, PairwiseL1, Quantization, WSHRCALoss
 from tagcode.methods.wshrca.model import PaddedTags, TagRefinement, WSHRCANet
+from tagcode.methods.wshrca.schedule import epoch_kind, owned_before, warmup_factor
 
 V, D, HEADS = 12, 30, 3
 TAG_LISTS = [np.array([3]), np.array([0, 5, 5, 7]), np.array([1, 2, 4, 6, 8, 11]), np.array([9, 10])]
@@ -124,3 +125,19 @@ def test_loss_ranges_at_initialisation() -> None:
         "pairwise"].item() == pytest.approx(0.0)
     assert terms["loss"].item() == pytest.approx(
         terms["pairwise"].item() + 10 * terms["hinge"].item() + terms["quantization"].item(), rel=1e-6)
+
+
+def test_warmup_lr_sequence_is_the_reference_sequence() -> None:
+    """Spec Appendix A: factors 0, 0.05, …, 0.95, 1.0, 1.0 for the k-th owned epoch (zero-lr first epoch)."""
+    factors = [warmup_factor(k, 20, zero_first=True) for k in range(23)]
+    assert factors == pytest.approx([k / 20 for k in range(21)] + [1.0, 1.0])
+    assert [warmup_factor(k, 20, zero_first=False) for k in (0, 18, 19, 30)] == pytest.approx([0.05, 0.95, 1, 1])
+    # stepped only in owned epochs: the tag optimizer owns epochs 0,1,4,5,…; the image optimizer 2,3,6,7,…
+    kinds = [epoch_kind(e) for e in range(8)]
+    assert kinds == ["tag", "tag", "img", "img"] * 2
+    assert [owned_before(e, kinds[e]) for e in range(8)] == [0, 1, 0, 1, 2, 3, 2, 3]
+    assert {epoch_kind(e, has_tag_side=False) for e in range(8)} == {"img"}
+    # full lr reached at global epoch 40 (tag) and 42 (image), as the spec says
+    first_full = {kind: next(e for e in range(100) if epoch_kind(e) == kind
+                             and warmup_factor(owned_before(e, kind), 20, True) == 1.0) for kind in ("tag", "img")}
+    assert first_full == {"tag": 40, "img": 42}
