@@ -26,23 +26,11 @@ import torch
 from tagcode.backbones.base import Backbone
 from tagcode.backbones.transforms import to_tensor
 from tagcode.data.cache import ImageCache
+from tagcode.device import resolve_device
 from tagcode.errors import TagcodeError, check_unique_ids
-from tagcode.io import atomic_path, read_json
+from tagcode.io import atomic_path
 
 FORMAT = "tagcode-features/1"
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device, which must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TagcodeError(f"unknown device {device!r} (use auto, cpu or cuda[:N])") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TagcodeError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -156,26 +144,3 @@ def _publish(out_dir: Path, partial: Path, n_chunks: int, row_ids: list[str], me
         del x
         (staged / "ids.json").write_text(json.dumps(row_ids), encoding="utf-8")
         (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, X)`` from a features directory: ids an object array of str, X float32 ``(n, dim)``; missing
-    files, a row/id count mismatch, duplicate ids and NaN/inf values are one-line errors."""
-    path = Path(path)
-    try:
-        x = np.load(path / "features.npy", mmap_mode="r")
-    except FileNotFoundError:
-        raise TagcodeError(f"{path}: no features.npy (run `tagcode features` first)") from None
-    except ValueError as exc:
-        raise TagcodeError(f"{path / 'features.npy'}: not a readable .npy array ({exc})") from None
-    if x.ndim != 2 or x.dtype != np.float32:
-        raise TagcodeError(f"{path / 'features.npy'}: expected a float32 (n, dim) array, got {x.dtype} {x.shape}")
-    ids = np.asarray([str(i) for i in read_json(path / "ids.json")], dtype=object)
-    if len(ids) != len(x):
-        raise TagcodeError(f"{path}: ids.json has {len(ids)} ids for {len(x)} feature rows")
-    check_unique_ids(ids, path / "ids.json")
-    x = np.array(x)
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        raise TagcodeError(f"{path}: NaN/inf feature for image {ids[int(np.argmax(~finite))]!r}")
-    return ids, x

@@ -15,20 +15,24 @@ product with a (zero-padded) query.
 from __future__ import annotations
 
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from pydantic import Field
 
 from tagcode.errors import TagcodeError
-from tagcode.methods.base import METHODS, Method, as_features
+from tagcode.methods.base import METHODS, LogFn, Method, Options, as_features
+from tagcode.methods.trainset import TrainSet
 from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
 
 
 class _Baseline(Method):
-    """Fits on centred, L2-normalised features; ``_fit`` sees the preprocessed training set."""
+    """Fits on centred, L2-normalised features; ``_fit`` sees the preprocessed training set. Tags are ignored."""
 
-    def fit(self, x: np.ndarray) -> Self:
-        x = as_features(x, self.name)
+    def fit(self, train: TrainSet, *, log: LogFn | None = None, checkpoint_dir: str | Path | None = None) -> Self:
+        train.require(self.name, "features")
+        x = as_features(train.features, self.name)
         self.arrays = {"mean": x.mean(axis=0)}
         self._fit(self._prep(x))
         return self
@@ -86,8 +90,8 @@ class ITQ(_Binary):
 
     name = "itq"
 
-    def __init__(self, bits: int, seed: int = 0, *, iterations: int = 50) -> None:
-        super().__init__(bits, seed, iterations=iterations)
+    class Options(Options):
+        iterations: int = Field(50, ge=0, description="alternating code/rotation updates")
 
     def _fit(self, x: np.ndarray) -> None:
         if self.bits > min(x.shape):
@@ -120,11 +124,11 @@ class _Quantizer(_Baseline):
     def m(self) -> int:
         return self.bits // 8
 
-    def fit(self, x: np.ndarray) -> Self:
-        if len(x) < 256:
+    def fit(self, train: TrainSet, *, log: LogFn | None = None, checkpoint_dir: str | Path | None = None) -> Self:
+        if len(train) < 256:
             raise TagcodeError(f"{self.name}: 256 codewords per codebook need at least 256 training images, "
-                               f"got {len(x)}")
-        return super().fit(x)
+                               f"got {len(train)}")
+        return super().fit(train, log=log, checkpoint_dir=checkpoint_dir)
 
     def _padded(self, x: np.ndarray) -> np.ndarray:
         """Zero-pad preprocessed features to a multiple of M dims (faiss PQ's block layout)."""
@@ -132,6 +136,11 @@ class _Quantizer(_Baseline):
 
     def encode(self, x: np.ndarray, ids: np.ndarray) -> QuantizedCodes:
         return QuantizedCodes(ids=ids, codes=self._codes(self._prep(x)), codebooks=self.arrays["codebooks"])
+
+    def encode_query(self, x: np.ndarray, ids: np.ndarray) -> QuantizedCodes:
+        """The preprocessed float query (AQD) and its codes (SQD)."""
+        y = self._prep(x)
+        return QuantizedCodes(ids=ids, codes=self._codes(y), codebooks=self.arrays["codebooks"], x=y)
 
     @abstractmethod
     def _codes(self, x: np.ndarray) -> np.ndarray:
@@ -198,8 +207,8 @@ class OPQ(_Quantizer):
 
     name = "opq"
 
-    def __init__(self, bits: int, seed: int = 0, *, niter: int = 10) -> None:
-        super().__init__(bits, seed, niter=niter)
+    class Options(Options):
+        niter: int = Field(10, ge=1, description="OPQ rotation updates")
 
     def _fit(self, x: np.ndarray) -> None:
         import faiss
@@ -228,8 +237,9 @@ class LSQ(_Quantizer):
 
     name = "lsq"
 
-    def __init__(self, bits: int, seed: int = 0, *, train_iters: int = 10, encode_ils_iters: int = 16) -> None:
-        super().__init__(bits, seed, train_iters=train_iters, encode_ils_iters=encode_ils_iters)
+    class Options(Options):
+        train_iters: int = Field(10, ge=1, description="LSQ training iterations (faiss default 25)")
+        encode_ils_iters: int = Field(16, ge=1, description="iterated local search steps per encoding")
 
     def _lsq(self, d: int) -> Any:
         """A faiss ``LocalSearchQuantizer`` configured from the options."""

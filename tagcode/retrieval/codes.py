@@ -1,6 +1,10 @@
 """Code containers written by ``encode`` and read by ``evaluate``: binary, additive-quantized, float.
 
 Each container holds one set (database or queries) in row order with its image ids (unique strings).
+Binary and quantized sets may also carry ``x``, the float embedding the codes were made from: a query set
+then serves asymmetric search (AQD: float query against the database codes) as well as symmetric search
+(Hamming, SQD), and a database set serves the unquantized ``feats`` reference. :func:`views` lists what a
+set offers; the evaluator picks the score from the protocol and these views, never from the class.
 On disk a set is one directory: ``meta.json`` (kind, counts, shapes) and ``arrays.npz`` (no pickles).
 """
 
@@ -30,6 +34,15 @@ def _rows(name: str, a: np.ndarray, ids: np.ndarray) -> None:
         raise TagcodeError(f"{name} must have one row per id ({len(ids)}), got shape {a.shape}")
 
 
+def _embedding(x: np.ndarray | None, ids: np.ndarray) -> np.ndarray | None:
+    """The optional float view: float32 C-contiguous, one row per id."""
+    if x is None:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    _rows("float embeddings", x, ids)
+    return x
+
+
 @dataclass
 class BinaryCodes:
     """Packed bits (``np.packbits`` of {0,1}, shape ``(n, nbits // 8)``, uint8) per image id."""
@@ -37,10 +50,12 @@ class BinaryCodes:
     ids: np.ndarray
     bits: np.ndarray
     nbits: int
+    x: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids, self.nbits = _ids(self.ids), int(self.nbits)
         self.bits = np.ascontiguousarray(self.bits)
+        self.x = _embedding(self.x, self.ids)
         _rows("binary codes", self.bits, self.ids)
         if self.bits.dtype != np.uint8 or self.nbits % 8 or self.bits.shape[1] * 8 != self.nbits:
             raise TagcodeError(f"binary codes must be packed uint8 of shape (n, {self.nbits // 8}) for "
@@ -57,9 +72,11 @@ class QuantizedCodes:
     ids: np.ndarray
     codes: np.ndarray
     codebooks: np.ndarray
+    x: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids = _ids(self.ids)
+        self.x = _embedding(self.x, self.ids)
         self.codes = np.ascontiguousarray(self.codes)
         self.codebooks = np.ascontiguousarray(self.codebooks, dtype=np.float32)
         _rows("quantizer codes", self.codes, self.ids)
@@ -88,6 +105,12 @@ class FloatCodes:
 
 Codes = BinaryCodes | QuantizedCodes | FloatCodes
 _KINDS: dict[str, type[Codes]] = {"binary": BinaryCodes, "quantized": QuantizedCodes, "float": FloatCodes}
+
+
+def views(codes: Codes) -> dict[str, np.ndarray]:
+    """The arrays a search can use: ``bits`` (packed), ``codes`` + ``codebooks``, and/or the float ``x``."""
+    return {f.name: v for f in fields(codes) if f.name not in ("ids", "nbits")
+            and isinstance(v := getattr(codes, f.name), np.ndarray)}
 
 
 def save_codes(codes: Codes, path: str | Path) -> None:
@@ -121,7 +144,9 @@ def load_codes(path: str | Path) -> Codes:
         raise TagcodeError(f"{path}: unknown code kind {meta.get('kind')!r} in meta.json")
     cls = _KINDS[meta["kind"]]
     extra = {"nbits": meta.get("nbits")} if cls is BinaryCodes else {}
-    if set(arrays) | set(extra) != {f.name for f in fields(cls)} or None in extra.values():
+    names = {f.name for f in fields(cls)}
+    optional = {f.name for f in fields(cls) if f.default is None}
+    if not names - optional <= set(arrays) | set(extra) <= names or None in extra.values():
         raise TagcodeError(f"{path}: arrays {sorted(arrays)} and meta.json do not describe {meta['kind']} codes")
     codes = cls(**arrays, **extra)
     check_unique_ids(codes.ids, path)

@@ -13,10 +13,11 @@ from typing import Any
 from pydantic import Field
 
 from tagcode.config import StageConfig
+from tagcode.data.cache import ImageCache
+from tagcode.data.features import features_for
 from tagcode.data.manifest import read_manifest
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
-from tagcode.stages.train import features_for
 
 
 class Config(StageConfig):
@@ -39,7 +40,11 @@ def run(cfg: Config) -> dict[str, Any]:
     if len(db_ids) == 0 or len(q_ids) == 0:
         raise TagcodeError(f"{cfg.prepared}: the split needs query and database images "
                            f"(query {len(q_ids)}, database {len(db_ids)})")
-    x_db, x_q = features_for(cfg.features, db_ids, q_ids)
+    if method.input == "images":
+        cache = ImageCache(Path(cfg.prepared) / "images")
+        x_db, x_q = cache.view(db_ids), cache.view(q_ids)
+    else:
+        x_db, x_q = features_for(cfg.features, db_ids, q_ids)
     database, query = method.encode(x_db, db_ids), method.encode_query(x_q, q_ids)
     with atomic_path(cfg.out) as out:
         out.mkdir()

@@ -1,63 +1,54 @@
-"""train: fit a registered method (a baseline today; WSDHQ/WSHRCA share the registry) for one code length.
+"""train: fit a registered method (a baseline, WSDHQ, WSHRCA, WDHT) for one code length.
 
-Unsupervised baselines fit on the training images' features; nothing here can read ground-truth
-labels (the manifest view has none). Output: the method's model directory (config JSON + arrays).
+The stage builds a :class:`~tagcode.methods.trainset.TrainSet` from the stage outputs (training ids, their
+features, the image cache for end-to-end training, and the embed_tags tags and tag vectors); nothing here can
+read ground-truth labels. Torch-trained methods checkpoint into ``checkpoint_dir`` (default ``<out>.ckpt``)
+and resume from it after a kill; it is removed once the model is saved. Output: the method's model directory
+(config JSON + arrays).
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from tagcode.config import StageConfig
-from tagcode.data.manifest import read_manifest
-from tagcode.errors import TagcodeError
 
 
 class Config(StageConfig):
     """Options of the train stage."""
 
     method: str = Field("itq", description="registered method name (tagcode methods: lsh, itq, pq, opq, lsq, "
-                                           "float)")
+                                           "float, wsdhq, wshrca, wdht)")
     bits: int = Field(32, ge=1, description="code length in bits")
     seed: int = Field(0, description="random seed")
     options: dict[str, Any] = Field(default_factory=dict, description="method-specific options (JSON object)")
     prepared: str = Field("data/prepared", description="output directory of the prepare stage")
     features: str = Field("data/features", description="output directory of the features stage")
+    embed: str | None = Field(None, description="output directory of the embed_tags stage (tags and tag vectors; "
+                                                "needed by tag-supervised methods)")
+    checkpoint_dir: str | None = Field(None, description="where torch methods keep resumable checkpoints "
+                                                         "(None: <out>.ckpt)")
     out: str = Field("models/itq-32", description="model directory to write")
 
 
-def features_for(features_dir: str | Path, *id_sets: np.ndarray) -> list[np.ndarray]:
-    """Feature rows for each set of image ids (by id, never by position), from one read of the features;
-    an unknown id is a one-line error."""
-    from tagcode.backbones.extract import load_features
-
-    ids, x = load_features(features_dir)
-    pos = {i: k for k, i in enumerate(ids)}
-    out = []
-    for image_ids in id_sets:
-        missing = [i for i in image_ids if i not in pos]
-        if missing:
-            raise TagcodeError(f"{features_dir}: no features for {len(missing)} images, e.g. {missing[0]!r}")
-        out.append(x[[pos[i] for i in image_ids]])
-    return out
-
-
-def run(cfg: Config) -> dict[str, Any]:
-    """Run the stage; returns a summary."""
+def run(cfg: Config, log: Any = None) -> dict[str, Any]:
+    """Run the stage; ``log(step, terms)`` receives the per-step loss terms; returns a summary."""
     from tagcode.methods import create_method
-    manifest = read_manifest(Path(cfg.prepared) / "manifest.parquet")
-    train_ids = manifest.ids_of("train")
-    if len(train_ids) == 0:
-        raise TagcodeError(f"{cfg.prepared}: the split has no training images")
+    from tagcode.methods.trainset import load_trainset
+
     method = create_method(cfg.method, bits=cfg.bits, seed=cfg.seed, **cfg.options)
-    (x,) = features_for(cfg.features, train_ids)
-    method.fit(x)
+    train = load_trainset(cfg.prepared, features=cfg.features if method.input == "features" else None,
+                          embed=cfg.embed if method.supervision == "tags" else None,
+                          images=method.input == "images")
+    ckpt = cfg.checkpoint_dir or f"{cfg.out.rstrip('/')}.ckpt"
+    method.fit(train, log=log, checkpoint_dir=Path(ckpt) if method.supervision == "tags" else None)
     method.save(cfg.out)
-    return {"method": cfg.method, "bits": cfg.bits, "train_images": len(train_ids), "out": cfg.out}
+    shutil.rmtree(ckpt, ignore_errors=True)  # the saved model supersedes the checkpoints
+    return {"method": cfg.method, "bits": cfg.bits, "train_images": len(train), "out": cfg.out}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
