@@ -34,7 +34,7 @@ def test_vector_hinge_equals_its_loop_form() -> None:
 def test_wdht_head_ranges_and_weighted_total() -> None:
     torch.manual_seed(2)
     n = 16
-    net = WDHTNet(40, 24, 50)
+    net = WDHTNet(40, 24, np.zeros((8, 50), np.float32))
     h, p = net(torch.randn(n, 40))
     assert h.shape == (n, 24) and p.shape == (n, 50) and p.abs().max() < 1 and ((h > 0) & (h < 1)).all()
     index, pad = PaddedTags([np.array([i % 5, 5 + i % 3]) for i in range(n)]).batch(torch.arange(n))

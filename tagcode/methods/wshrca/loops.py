@@ -1,110 +1,68 @@
-"""The training loops of WSHRCA (alternating tag/image epochs) and WDHT (one optimizer), written against
-the training context (inputs, log, checkpoint/resume, device, seeded generator)."""
+"""The training loops of WSHRCA (alternating tag/image epochs) and WDHT (one optimizer) on the training
+context: seeded shuffles from ``ctx.generator``, per-step loss terms to ``ctx.log``, a checkpoint whenever
+``ctx.due`` says so (mid-epoch included: the epoch's permutation and position are saved), exact resume."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from tagcode.methods.wshrca.losses import WDHTLoss, WSHRCALoss
-from tagcode.methods.wshrca.model import PaddedTags, WDHTNet, WSHRCANet, mean_tag_vectors
-from tagcode.methods.wshrca.schedule import batches, epoch_kind, owned_before, set_lr, warmup_factor
+from tagcode.methods.torch_method import TrainContext
+from tagcode.methods.wshrca.schedule import epoch_kind, owned_before, set_lr, warmup_factor
+
+Step = Callable[[torch.Tensor, str], dict[str, torch.Tensor]]
+"""One forward pass for a batch of training rows in an epoch of the given kind → the loss terms."""
 
 
-class Context(Protocol):
-    """What the loops use of the training context."""
-
-    device: torch.device
-    generator: torch.Generator
-
-    def inputs(self, idx: torch.Tensor, train: bool = True) -> torch.Tensor: ...
-    def log(self, step: int, terms: dict[str, float]) -> None: ...
-    def checkpoint(self, step: int, extra_state: dict[str, Any]) -> None: ...
-    def resume(self) -> tuple[int, dict[str, Any]] | None: ...
-
-
-def _sgd(groups: list[tuple[list[nn.Parameter], float]], momentum: float) -> tuple[torch.optim.SGD, list[float]]:
+def sgd(groups: list[tuple[list[nn.Parameter], float]], momentum: float) -> tuple[torch.optim.SGD, list[float]]:
+    """Plain SGD with momentum (no weight decay) over the non-empty (parameters, base lr) groups."""
     groups = [(p, lr) for p, lr in groups if p]
     return torch.optim.SGD([{"params": p, "lr": lr} for p, lr in groups], momentum=momentum), [lr for _, lr in groups]
 
 
-def _terms(terms: dict[str, torch.Tensor], **extra: float) -> dict[str, float]:
-    return {**{k: float(v.detach()) for k, v in terms.items()}, **extra}
+def epoch_batches(perm: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """The batches of one shuffled epoch; the last partial batch is dropped (the hinges need N ≥ 2 and every
+    step sees the same N), unless the whole set is smaller than one batch."""
+    size = min(batch_size, len(perm))
+    return [perm[i:i + size] for i in range(0, len(perm) - size + 1, size)]
 
 
-def train_wshrca(model: WSHRCANet, padded: PaddedTags, ctx: Context, opts: Any,
-                 backbone_params: list[nn.Parameter] | None = None) -> None:
-    """Alternate [tag, tag, img, img] epochs for ``opts.epochs`` epochs (spec §2.6).
-
-    Tag epochs step the TR module's SGD with the image branch under ``no_grad`` (train mode, dropout on);
-    image epochs step the image SGD (backbone at ``lr_backbone`` when end-to-end, hash + reconstruction at
-    ``lr_head``), with gradients flowing through the frozen TR module into r̂ and h. Each optimizer's lr
-    is base × warm-up factor of its own owned-epoch count. A checkpoint is written after every epoch.
-    """
-    loss_fn = WSHRCALoss(opts.margin, tuple(opts.loss_weights))
-    has_tag_side = bool(model.tag_parameters())
-    img_opt, img_lrs = _sgd([(backbone_params or [], opts.lr_backbone), (model.image_parameters(), opts.lr_head)],
-                            opts.momentum)
-    tag_opt, tag_lrs = (_sgd([(model.tag_parameters(), opts.lr_tag)], opts.momentum) if has_tag_side
-                        else (None, []))
-    n = len(padded.counts)
-    start, step = 0, 0
-    resumed = ctx.resume()
+def run_epochs(ctx: TrainContext, n: int, opts: Any, optimizers: dict[str, tuple[torch.optim.Optimizer, list[float]]],
+               has_tag_side: bool, step_fn: Step) -> None:
+    """Run ``opts.epochs`` epochs over ``n`` rows. Epoch e belongs to ``epoch_kind(e)`` ("tag" or "img"); that
+    optimizer alone steps, at base lr × its warm-up factor for its own owned-epoch count."""
+    state: dict[str, Any] = {**{k: o for k, (o, _) in optimizers.items()},
+                             "epoch": 0, "batch": 0, "perm": np.zeros(0, np.int64)}
+    step, epoch, start, perm = 0, 0, 0, None
+    resumed = ctx.resume(state)
     if resumed is not None:
-        step, extra = resumed
-        start = extra["epoch"]
-        img_opt.load_state_dict(extra["img_opt"])
-        if tag_opt is not None:
-            tag_opt.load_state_dict(extra["tag_opt"])
-    model.train()
-    for epoch in range(start, opts.epochs):
+        step, values = resumed
+        epoch, start = int(values["epoch"]), int(values["batch"])
+        perm = torch.from_numpy(np.asarray(values["perm"], dtype=np.int64)) if start else None
+    ctx.model.train()
+    while epoch < opts.epochs:
+        if perm is None:
+            perm = torch.randperm(n, generator=ctx.generator)
         kind = epoch_kind(epoch, has_tag_side)
-        opt, lrs = (tag_opt, tag_lrs) if kind == "tag" else (img_opt, img_lrs)
+        opt, base = optimizers[kind]
         factor = warmup_factor(owned_before(epoch, kind, has_tag_side), opts.warmup_epochs, opts.zero_first_epoch)
-        set_lr(opt, lrs, factor)
-        for idx in batches(n, opts.batch_size, ctx.generator):
-            tag_index, pad = padded.batch(idx, ctx.device)
-            with torch.set_grad_enabled(kind == "img"):
-                h, r = model.image_branch(ctx.inputs(idx, train=True))
-            terms = loss_fn(h, r, model.tag_branch(r, tag_index, pad))
+        set_lr(opt, base, factor)
+        batches = epoch_batches(perm, opts.batch_size)
+        for b in range(start, len(batches)):
+            terms = step_fn(batches[b], kind)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
+            ctx.log(step, {**terms, "lr_factor": factor, "tag_epoch": float(kind == "tag")})
             step += 1
-            ctx.log(step, _terms(terms, lr_factor=factor, tag_epoch=float(kind == "tag")))
-        extra = {"epoch": epoch + 1, "img_opt": img_opt.state_dict()}
-        if tag_opt is not None:
-            extra["tag_opt"] = tag_opt.state_dict()
-        ctx.checkpoint(step, extra)
+            if ctx.due(step):
+                more = b + 1 < len(batches)
+                ctx.save(step, {**{k: o for k, (o, _) in optimizers.items()}, "epoch": epoch if more else epoch + 1,
+                                "batch": b + 1 if more else 0,
+                                "perm": perm.numpy() if more else np.zeros(0, np.int64)})
+        epoch, start, perm = epoch + 1, 0, None
 
-
-def train_wdht(model: WDHTNet, padded: PaddedTags, tag_vectors: torch.Tensor, ctx: Context, opts: Any,
-               backbone_params: list[nn.Parameter] | None = None) -> None:
-    """WDHT: one SGD (momentum 0.9) over the backbone (``lr_backbone``, the reference's 0.1 multiplier) and
-    the head (``lr_head``), for ``opts.epochs`` epochs with the same per-epoch warm-up option."""
-    loss_fn = WDHTLoss(opts.margin, tuple(opts.loss_weights))
-    opt, lrs = _sgd([(backbone_params or [], opts.lr_backbone), (list(model.parameters()), opts.lr_head)],
-                    opts.momentum)
-    n = len(padded.counts)
-    start, step = 0, 0
-    resumed = ctx.resume()
-    if resumed is not None:
-        step, extra = resumed
-        start = extra["epoch"]
-        opt.load_state_dict(extra["opt"])
-    model.train()
-    for epoch in range(start, opts.epochs):
-        factor = warmup_factor(epoch, opts.warmup_epochs, opts.zero_first_epoch)
-        set_lr(opt, lrs, factor)
-        for idx in batches(n, opts.batch_size, ctx.generator):
-            tag_index, pad = padded.batch(idx, ctx.device)
-            h, p = model(ctx.inputs(idx, train=True))
-            terms = loss_fn(h, p, mean_tag_vectors(tag_vectors, tag_index, pad))
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            opt.step()
-            step += 1
-            ctx.log(step, _terms(terms, lr_factor=factor))
-        ctx.checkpoint(step, {"epoch": epoch + 1, "opt": opt.state_dict()})

@@ -46,12 +46,12 @@ class PaddedTags:
 
 
 class InputPrep(nn.Module):
-    """Image inputs centred on a fixed mean (the training mean, or zero) and optionally L2-normalised."""
+    """Image inputs centred on a fixed mean (a buffer: zero, or the training mean the method sets) and
+    optionally L2-normalised."""
 
-    def __init__(self, in_dim: int, mean: np.ndarray | None = None, l2: bool = False) -> None:
+    def __init__(self, in_dim: int, l2: bool = False) -> None:
         super().__init__()
-        mean = np.zeros(in_dim, np.float32) if mean is None else mean
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("mean", torch.zeros(in_dim))
         self.l2 = l2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,11 +142,11 @@ class WSHRCANet(nn.Module):
 
     def __init__(self, in_dim: int, bits: int, tag_vectors: np.ndarray, *, heads: int, ffn: int = 512,
                  dropout: float = 0.1, attention: bool = True, reconstruction: bool = True,
-                 input_mean: np.ndarray | None = None, l2_input: bool = False) -> None:
+                 l2_input: bool = False) -> None:
         super().__init__()
         dim = tag_vectors.shape[1]
         self.register_buffer("tag_vectors", torch.as_tensor(tag_vectors, dtype=torch.float32))
-        self.prep = InputPrep(in_dim, input_mean, l2_input)
+        self.prep = InputPrep(in_dim, l2_input)
         self.hash = HashLayer(in_dim, bits)
         self.reconstruction = Reconstruction(bits if reconstruction else in_dim, dim)
         self.from_code = reconstruction
@@ -157,6 +157,10 @@ class WSHRCANet(nn.Module):
         x = self.prep(x)
         h = self.hash(x)
         return h, self.reconstruction(h if self.from_code else x)
+
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """The relaxed codes h (encoding: b = sign(h − 0.5))."""
+        return self.hash(self.prep(x))
 
     def tag_branch(self, r: torch.Tensor, tag_index: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """The refined tag supervision w for queries r̂ over each image's own tags."""
@@ -175,17 +179,22 @@ class WSHRCANet(nn.Module):
 
 class WDHTNet(nn.Module):
     """WDHT's head (Vijetha1/WDHT ``12bits_NUS.py``): x → ReLU(Linear 256) → sigmoid code h and tanh
-    word-vector prediction p."""
+    word-vector prediction p; the fixed tag vectors ride along as a buffer."""
 
-    def __init__(self, in_dim: int, bits: int, dim: int, *, hidden: int = 256,
-                 input_mean: np.ndarray | None = None, l2_input: bool = False) -> None:
+    def __init__(self, in_dim: int, bits: int, tag_vectors: np.ndarray, *, hidden: int = 256,
+                 l2_input: bool = False) -> None:
         super().__init__()
-        self.prep = InputPrep(in_dim, input_mean, l2_input)
+        self.register_buffer("tag_vectors", torch.as_tensor(tag_vectors, dtype=torch.float32))
+        self.prep = InputPrep(in_dim, l2_input)
         self.hidden = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU())
         self.hash = HashLayer(hidden, bits)
-        self.vector = nn.Linear(hidden, dim)
+        self.vector = nn.Linear(hidden, tag_vectors.shape[1])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, p) for image inputs x."""
         z = self.hidden(self.prep(x))
         return self.hash(z), torch.tanh(self.vector(z))
+
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """The relaxed codes h."""
+        return self.hash(self.hidden(self.prep(x)))

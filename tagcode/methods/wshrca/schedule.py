@@ -37,10 +37,3 @@ def set_lr(optimizer: torch.optim.Optimizer, base: Sequence[float], factor: floa
     for group, lr in zip(optimizer.param_groups, base, strict=True):
         group["lr"] = lr * factor
 
-
-def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One shuffled epoch of index batches; the last partial batch is dropped (the hinge needs N ≥ 2 and
-    every batch has the same size), unless the whole set is smaller than one batch."""
-    perm = torch.randperm(n, generator=generator)
-    size = min(batch_size, n)
-    return [perm[i:i + size] for i in range(0, n - size + 1, size)]
