@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -43,3 +45,18 @@ def test_wdht_head_ranges_and_weighted_total() -> None:
     assert -0.25 <= terms["quantization"].item() <= 0 and terms["hinge"].item() >= 0
     assert terms["loss"].item() == pytest.approx(
         terms["pairwise"].item() + 10 * terms["hinge"].item() + terms["quantization"].item(), rel=1e-6)
+
+
+def test_wdht_trains_resumes_exactly_and_encodes(tmp_path: Path) -> None:
+    from tests.test_wshrca import clustered_trainset, fit_small
+
+    seen: list[dict[str, float]] = []
+    full = fit_small("wdht", log=lambda step, terms: seen.append(terms), checkpoint_every=4)
+    assert full.meta["untagged_skipped"] == 5 and len(seen) == 30
+    assert all(np.isfinite(list(t.values())).all() for t in seen) and {t["tag_epoch"] for t in seen} == {0.0}
+    fit_small("wdht", ckpt=str(tmp_path / "ck"), epochs=3, checkpoint_every=4)
+    resumed = fit_small("wdht", ckpt=str(tmp_path / "ck"), checkpoint_every=4)
+    assert all(np.array_equal(full.arrays[k], resumed.arrays[k]) for k in full.arrays)
+    ts = clustered_trainset(n=40, seed=3)
+    codes = full.encode(ts.features, ts.ids)
+    assert codes.nbits == 16 and codes.bits.shape == (40, 2)

@@ -44,8 +44,9 @@ class _Shared(TorchMethod.Options):
     zero_first_epoch: bool = Field(False, description="the reference's warm-up factor min(k, W)/W, whose first "
                                                       "owned epoch runs at lr 0; default min(k+1, W)/W")
     input_norm: Literal["none", "center", "center_l2"] = Field(
-        "none", description="before the head: the input as is, centred on the training mean, or centred and "
-                            "L2-normalised")
+        "center", description="before the head: the input as is, centred on the training mean (default: the "
+                              "frozen features are non-negative, so uncentred bits start biased and some die), "
+                              "or centred and L2-normalised")
 
 
 class _TagHashing(TorchMethod):
@@ -128,7 +129,11 @@ class WSHRCA(_TagHashing):
 
     def describe(self, train: TrainSet, in_dim: int) -> dict[str, Any]:
         meta = super().describe(train, in_dim)
-        return {**meta, "heads": self.opts.heads or default_heads(meta["dim"])}
+        heads = self.opts.heads or default_heads(meta["dim"])
+        if meta["dim"] % heads:
+            raise TagcodeError(f"{self.name}: {heads} attention heads do not divide the {meta['dim']}-d tag vectors "
+                               "(set heads to a divisor)")
+        return {**meta, "heads": heads}
 
     def build(self, meta: dict[str, Any]) -> nn.Module:
         o = self.opts
