@@ -171,6 +171,9 @@ class WDHT(_TagHashing):
     class Options(_Shared):
         """WDHT's options; defaults are the reference's (Vijetha1/WDHT ``12bits_NUS.py``) unless documented."""
 
+        epochs: int = Field(50, ge=1, description="training epochs")
+        batch_size: int = Field(50, ge=2, description="images per step (the last partial batch is dropped)")
+        warmup_epochs: int = Field(0, ge=0, description="gradual warm-up length in epochs (the reference has none)")
         margin: float = Field(0.2, ge=0, description="margin of the vector hinge")
         loss_weights: tuple[float, float, float] = Field((1.0, 10.0, 1.0), description="weights of the MSE, the "
                                                                                       "vector hinge, quantization")
