@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tagcode.backbones import BACKBONES
 from tagcode.config import build_config, check_params_file, read_params
 from tagcode.data.presets import PRESETS, SECTIONS
 from tagcode.errors import TagcodeError
@@ -40,7 +41,7 @@ def test_the_repository_params_select_the_demo_settings_through_the_preset() -> 
     assert data["dataset"] == "openclipart" and set(data["prepare"]) == {"out"}
     prep = build_config(PrepareConfig, "prepare", REPO / "params.yaml")
     assert (prep.source, prep.root, prep.options, prep.protocol, prep.image_size) == (
-        "openclipart", "/usr/share/openclipart", {"subset": "content"}, "random", 128)
+        "openclipart", "/usr/share/openclipart", {"subset": "content"}, "random", 146)
     assert build_config(_config("features"), "features", REPO / "params.yaml").input_size == 128
     resolved = read_params(REPO / "params.yaml")  # what the Kubeflow pipeline reads: the preset applied
     assert resolved["prepare"]["source"] == "openclipart" and resolved["features"]["input_size"] == 128
@@ -100,3 +101,20 @@ def test_progress_is_on_for_a_terminal_and_off_in_ci(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     monkeypatch.delenv("CI", raising=False)
     assert progress_enabled(None) is False
+
+
+@pytest.mark.parametrize("backbone", BACKBONES.names())
+def test_every_backbone_takes_the_shipped_params_or_says_why_in_one_line(tmp_path: Path, backbone: str) -> None:
+    """`tagcode features --params params.yaml --backbone NAME` for every registered backbone: it either
+    builds or stops with one line (the AlexNets: fixed input size, then no installable weights)."""
+    from tagcode.backbones import create_backbone
+
+    cfg = build_config(_config("features"), "features", REPO / "params.yaml", {"backbone": backbone})
+    kwargs = {"size": cfg.input_size} if cfg.input_size else {}
+    try:
+        create_backbone(cfg.backbone, weights=cfg.weights, **kwargs)
+    except TagcodeError as exc:
+        assert "\n" not in str(exc) and backbone.startswith("alexnet")
+        assert "input size is fixed" in str(exc) and "--input-size none" in str(exc)
+        with pytest.raises(TagcodeError, match="no installable weights"):
+            create_backbone(cfg.backbone, weights=cfg.weights)  # with input_size none: the next one-line error

@@ -11,13 +11,15 @@ On disk a set is one directory: ``meta.json`` (kind, counts, shapes) and ``array
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tagcode.errors import TagcodeError, check_unique_ids
+from tagcode.errors import TagcodeError, check_unique_ids, one_line
 from tagcode.io import atomic_path
 
 
@@ -153,14 +155,20 @@ def save_codes(codes: Codes, path: str | Path) -> None:
 def load_codes(path: str | Path) -> Codes:
     """Read a set written by :func:`save_codes` (the container type is recorded in ``meta.json``)."""
     path = Path(path)
+    npz = path / "arrays.npz"
     try:
         meta = json.loads((path / "meta.json").read_text())
-        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+        with open(npz, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # np.load would otherwise try a pickle and blame allow_pickle
+                raise TagcodeError(f"{npz}: not an .npz archive (damaged or overwritten; re-run `tagcode encode`)")
+        with np.load(npz, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise TagcodeError(f"{path}: no codes here (run `tagcode encode` first)") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise TagcodeError(f"{npz}: damaged .npz archive ({one_line(exc)}; re-run `tagcode encode`)") from None
     except (ValueError, OSError, json.JSONDecodeError) as exc:
-        raise TagcodeError(f"{path}: unreadable codes ({exc})") from None
+        raise TagcodeError(f"{path}: unreadable codes ({one_line(exc)})") from None
     if meta.get("kind") not in _KINDS:
         raise TagcodeError(f"{path}: unknown code kind {meta.get('kind')!r} in meta.json")
     cls = _KINDS[meta["kind"]]

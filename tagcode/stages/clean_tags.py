@@ -105,4 +105,4 @@ def format_summary(report: dict[str, Any]) -> str:
     return (f"clean_tags: {report.get('kept_tags')} tags kept; dropped ({dropped or 'none'}); "
             f"{report.get('images_without_tags')} images without tags "
             f"({report.get('train_images_without_tags')} of them training images, excluded from training); "
-            f"{report['train_usable']} training images")
+            f"{report['train_usable']} training images with ≥1 kept tag (of prepare's training images)")

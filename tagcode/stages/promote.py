@@ -33,7 +33,7 @@ def run(cfg: Config) -> dict[str, Any]:
                                     "model": cfg.model}
         write_json(cfg.out, decision)
         return decision
-    from tagcode.tracking.backend import connect, probe
+    from tagcode.tracking.backend import connect, mlflow_errors, probe
     from tagcode.tracking.registry import promote
     from tagcode.tracking.run import read_run_ref
 
@@ -43,7 +43,8 @@ def run(cfg: Config) -> dict[str, Any]:
                            "train it with tracking on to promote it")
     probe(ref.tracking_uri)
     client, _ = connect(ref.tracking_uri)
-    decision = {**promote(client, ref, cfg.metric, cfg.margin).as_dict(), "run_id": ref.run_id}
+    with mlflow_errors(ref.tracking_uri):
+        decision = {**promote(client, ref, cfg.metric, cfg.margin).as_dict(), "run_id": ref.run_id}
     write_json(cfg.out, decision)
     return decision
 

@@ -8,15 +8,17 @@ that does not answer is a one-line error raised before any work starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from tagcode.errors import TagcodeError
+from tagcode.errors import TagcodeError, one_line
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 PROBE_TIMEOUT_S = 3.0
@@ -113,3 +115,14 @@ def connect(uri: str, experiment: str | None = None) -> tuple[Any, str | None]:
             return client, exp.experiment_id
     except MlflowException as exc:
         raise TagcodeError(f"MLflow {uri}: {exc.message.splitlines()[0]}") from None
+
+
+@contextlib.contextmanager
+def mlflow_errors(uri: str) -> Iterator[None]:
+    """Turn an MLflow client error inside the block into a one-line TagcodeError naming the store."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise TagcodeError(f"MLflow {uri}: {one_line(exc)}") from None

@@ -131,9 +131,12 @@ def promote(client: Any, ref: RunRef, metric: str, margin: float) -> Decision:
 
     name = model_name(ref.dataset, ref.method, ref.bits)
     value, fingerprint = _run_figures(client, ref.run_id, metric)
-    with contextlib.suppress(MlflowException):
+    try:
         client.create_registered_model(name, tags={"tagcode.dataset": ref.dataset, "tagcode.method": ref.method,
                                                    "tagcode.bits": str(ref.bits), "tagcode.metric": metric})
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
     with registry_lock(client, name):
         version = str(_version_of(client, name, ref).version)
         try:

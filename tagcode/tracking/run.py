@@ -25,7 +25,7 @@ import numpy as np
 
 from tagcode.errors import TagcodeError
 from tagcode.io import write_json
-from tagcode.tracking.backend import connect, probe, project_root, tracking_uri
+from tagcode.tracking.backend import connect, mlflow_errors, probe, project_root, tracking_uri
 
 RUN_FILE = "tracking.json"
 LogFn = Callable[[int, dict[str, float]], None]
@@ -160,6 +160,7 @@ class StepLogger:
 
     def __init__(self, client: Any, run_id: str, flush_s: float = 5.0, max_batch: int = 1000) -> None:
         self.client, self.run_id, self.flush_s, self.max_batch = client, run_id, flush_s, max_batch
+        self.uri = client.tracking_uri
         self.buffer: list[Any] = []
         self.last = time.monotonic()
         self.steps = 0
@@ -177,7 +178,8 @@ class StepLogger:
         """Send what is buffered."""
         while self.buffer:
             batch, self.buffer = self.buffer[: self.max_batch], self.buffer[self.max_batch :]
-            self.client.log_batch(self.run_id, metrics=batch)
+            with mlflow_errors(self.uri):
+                self.client.log_batch(self.run_id, metrics=batch)
         self.last = time.monotonic()
 
 
@@ -213,7 +215,8 @@ class TrainRun:
         from tagcode.tracking.pyfunc import log_codes_model
 
         self.log.flush()
-        model_uri = log_codes_model(self.run_id, model_dir, example)
+        with mlflow_errors(self.uri):
+            model_uri = log_codes_model(self.run_id, model_dir, example)
         ref = RunRef(tracking_uri=self.uri, experiment_id=self.experiment_id, run_id=self.run_id,
                      model_uri=model_uri, **self.cell)
         write_run_ref(model_dir, ref)
@@ -225,26 +228,28 @@ def train_run(experiment: str, cell: dict[str, Any], params: dict[str, Any],
               inputs: dict[str, str | Path]) -> Iterator[TrainRun]:
     """Probe the tracking store, open the cell's run with its params and provenance, yield it, and close it
     FINISHED (or FAILED when the block raises)."""
+    from mlflow.entities import Param
+
     uri = tracking_uri()
     probe(uri)
     client, experiment_id = connect(uri, experiment)
     tags = {"tagcode.dataset": cell["dataset"], "tagcode.method": cell["method"], "tagcode.bits": str(cell["bits"]),
             **git_info(project_root()), **input_hashes(inputs), **machine_info()}
     name = f"{cell['dataset']}-{cell['method']}-{cell['bits']}"
-    run = client.create_run(experiment_id, run_name=name, tags=tags)
-    run_id = run.info.run_id
-    from mlflow.entities import Param
-
-    client.log_batch(run_id, params=[Param(k, v) for k, v in flatten(params).items()])
+    with mlflow_errors(uri):
+        run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        client.log_batch(run_id, params=[Param(k, v) for k, v in flatten(params).items()])
     tracked = TrainRun(client, uri, experiment_id, run_id, cell)
     try:
         yield tracked
     except BaseException:
-        tracked.log.flush()
-        client.set_terminated(run_id, "FAILED")
+        with contextlib.suppress(Exception):  # report the training error, not a second one from the store
+            tracked.log.flush()
+            client.set_terminated(run_id, "FAILED")
         raise
     tracked.log.flush()
-    client.set_terminated(run_id, "FINISHED")
+    with mlflow_errors(uri):
+        client.set_terminated(run_id, "FINISHED")
 
 
 def id_fingerprint(query_ids: Sequence[str], database_ids: Sequence[str]) -> str:
@@ -283,10 +288,11 @@ def log_evaluation(ref: RunRef, metrics: dict[str, Any], fingerprint: str, confi
     tags = {"tagcode.eval_fingerprint": fingerprint, "tagcode.eval_queries": str(metrics["queries"]),
             "tagcode.eval_database": str(metrics["database"]),
             **{f"eval.{k}": v for k, v in flatten(config).items()}}
-    client.log_batch(ref.run_id, metrics=[Metric(k, v, now, 0) for k, v in evaluation_metrics(metrics).items()],
-                     tags=[RunTag(k, v) for k, v in tags.items()])
-    for path in artifacts:
-        client.log_artifact(ref.run_id, str(path), artifact_path="evaluation")
+    with mlflow_errors(ref.tracking_uri):
+        client.log_batch(ref.run_id, metrics=[Metric(k, v, now, 0) for k, v in evaluation_metrics(metrics).items()],
+                         tags=[RunTag(k, v) for k, v in tags.items()])
+        for path in artifacts:
+            client.log_artifact(ref.run_id, str(path), artifact_path="evaluation")
 
 
 def log_report(experiment: str, artifacts: Sequence[str | Path]) -> str:
@@ -294,9 +300,10 @@ def log_report(experiment: str, artifacts: Sequence[str | Path]) -> str:
     uri = tracking_uri()
     probe(uri)
     client, experiment_id = connect(uri, experiment)
-    run_id = client.create_run(experiment_id, run_name="report", tags={"tagcode.kind": "report",
-                                                                       **git_info(project_root())}).info.run_id
-    for path in artifacts:
-        client.log_artifact(run_id, str(path))
-    client.set_terminated(run_id, "FINISHED")
+    with mlflow_errors(uri):
+        run_id = client.create_run(experiment_id, run_name="report", tags={"tagcode.kind": "report",
+                                                                           **git_info(project_root())}).info.run_id
+        for path in artifacts:
+            client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, "FINISHED")
     return run_id
