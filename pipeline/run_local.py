@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 from pipeline.dag import arguments, build
-from tagcode.errors import TagcodeError
+from tagcode.errors import TagcodeError, one_line
 from tagcode.stages import load_params
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kfp colours task names in its messages
 
 
 def run_local(params: dict, root: str | Path, num_shards: int | None = None) -> Path:
@@ -41,6 +44,9 @@ def main() -> None:
     except TagcodeError as exc:
         print(f"run_local: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as exc:  # kfp.local: a task failed; its own log (above) holds the stage's error
+        print(f"run_local: error: {ANSI.sub('', one_line(exc))}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -58,21 +58,23 @@ def test_dag_wires_every_stage_in_its_image_installing_nothing(tmp_path: Path) -
     executors = spec["deploymentSpec"]["executors"]
     images = {name.removeprefix("exec-"): ex["container"]["image"] for name, ex in executors.items()}
     cpu, cuda = "ghcr.io/tagcode/tagcode-cpu:0.1.0", "ghcr.io/tagcode/tagcode-cuda:0.1.0"
+    cell = {"train": cuda, "encode": cpu, "merge-codes": cpu, "evaluate": cpu, "promote": cpu}
     assert images == {
         "prepare": "ghcr.io/tagcode/tagcode-data:0.1.0", "clean-tags": cpu, "embed-tags": cpu, "shard-indices": cpu,
-        "features": cuda, "merge-features": cpu, "train": cuda, "encode": cpu, "merge-codes": cpu, "evaluate": cpu,
-        "promote": cpu, "report": cpu,
-    }
+        "features": cuda, "merge-features": cpu, "report": cpu, **cell, **{f"{k}-2": v for k, v in cell.items()},
+    }  # "-2": the torch-trained cells' loop (the repo grid has gpu families)
     for name, ex in executors.items():
         command = " ".join(ex["container"]["command"])
         assert "pip install" not in command, f"{name} installs packages at start"
     tasks = _tasks(spec)
     loops = [t for t in tasks.values() if "parameterIterator" in t]
-    assert len(loops) == 3  # feature shards, baseline cells, encode shards (the repo grid has no GPU family)
-    cell_loop = next(t for t in loops if "cells" in t["parameterIterator"]["itemInput"])
-    assert set(spec["components"][cell_loop["componentRef"]["name"]]["dag"]["tasks"]) == {
-        "train", "for-loop-3", "merge-codes", "evaluate", "promote"}
-    assert spec["root"]["dag"]["tasks"]["report"]["inputs"]["artifacts"]["results"]
+    assert len(loops) == 5  # feature shards; baseline cells and torch cells, each with its encode shards
+    for items in ("cells", "gpu_cells"):
+        cell_loop = next(t for t in loops if t["parameterIterator"]["itemInput"].endswith(f"--{items}-loop-item"))
+        assert {name.split("-2")[0] for name in spec["components"][cell_loop["componentRef"]["name"]]["dag"]["tasks"]
+                if not name.startswith("for-loop")} == {"train", "merge-codes", "evaluate", "promote"}
+    report_inputs = spec["root"]["dag"]["tasks"]["report"]["inputs"]["artifacts"]
+    assert set(report_inputs) == {"results", "gpu_results"}
     assert all(ex["secretAsEnv"][0]["secretName"] == "tagcode-s3" for ex in _k8s(platform).values())
 
 
@@ -124,7 +126,7 @@ def test_grid_is_read_from_params_by_dag_and_dvc_yaml() -> None:
         for step in ("train", "encode", "evaluate"):
             assert stages[f"{step}_{family}"]["matrix"] == {"method": f"${{grid.{family}.method}}",
                                                            "bits": f"${{grid.{family}.bits}}"}
-    matrices = {name.rpartition("_")[2] for name, s in stages.items() if "matrix" in s}
+    matrices = {s["matrix"]["method"].split(".")[1] for s in stages.values() if "matrix" in s}
     assert matrices == set(read_grid(params))
     args = arguments(params)
     assert {(c["method"], c["bits"]) for c in args["cells"] + args["gpu_cells"]} == {
