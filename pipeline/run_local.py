@@ -16,6 +16,16 @@ from tagcode.stages import load_params
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kfp colours task names in its messages
 
 
+def _create_local_tracking_store(params: dict) -> None:
+    """Create a local (SQLite) MLflow store and the experiment before the DAG starts: the store's first-use
+    migrations race when several parallel cells create it at once ("duplicate column name")."""
+    from tagcode.tracking.backend import connect, is_local_store, tracking_uri
+
+    uri = tracking_uri()
+    if is_local_store(uri):
+        connect(uri, (params.get("train") or {}).get("experiment", "tagcode"))
+
+
 def run_local(params: dict, root: str | Path, num_shards: int | None = None) -> Path:
     """Run the pipeline under ``root`` (pipeline root and kfp workspace both inside it); return the run's
     output directory (``<root>/outputs/tagcode-<timestamp>``)."""
@@ -25,6 +35,7 @@ def run_local(params: dict, root: str | Path, num_shards: int | None = None) -> 
     (root / "workspace").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TMPDIR", str(root / "workspace"))
     before = set((root / "outputs").glob("tagcode-*"))
+    _create_local_tracking_store(params)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "outputs"),
                workspace_root=str(root / "workspace"), raise_on_error=True)
     build(params)(**arguments(params, num_shards=num_shards))
