@@ -7,7 +7,7 @@ from components.images import image_for
 
 
 @dsl.component(base_image=image_for("report"), install_kfp_package=False)
-def report(params: dict, results: Input[list[Dataset]], gpu_results: Input[list[Dataset]],
+def report(params: dict, prepared: Input[Dataset], results: Input[list[Dataset]], gpu_results: Input[list[Dataset]],
            tables: Output[Dataset]) -> str:
     """Lay the evaluate outputs out as ``<method>-<bits>/`` (as under dvc) and run tagcode.stages.report."""
     import json
@@ -21,4 +21,4 @@ def report(params: dict, results: Input[list[Dataset]], gpu_results: Input[list[
         for result in {r.uri: r for r in [*results, *gpu_results]}.values():  # each evaluate output once
             metrics = json.loads((Path(result.path) / "metrics.json").read_text(encoding="utf-8"))
             shutil.copytree(result.path, Path(tmp) / f"{metrics['method']}-{metrics['bits']}")
-        return run_stage("report", {**params, "metrics": tmp, "out": tables.path})
+        return run_stage("report", {**params, "metrics": tmp, "prepared": prepared.path, "out": tables.path})

@@ -135,7 +135,8 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
                  for torch in (False, True) if has[torch]}
         # With one kind only, both report inputs collect the same loop; report lays out each output once.
         results = [dsl.Collected(loops[k if k in loops else not k].outputs["results"]) for k in (False, True)]
-        configure(report(params=p["report_params"], results=results[0], gpu_results=results[1]), "report", p)
+        configure(report(params=p["report_params"], prepared=prepared, results=results[0],
+                         gpu_results=results[1]), "report", p)
 
     tagcode_pipeline.__signature__ = signature  # type: ignore[attr-defined]
     return dsl.pipeline(name="tagcode", description="Weakly supervised image retrieval from noisy tags.")(
