@@ -63,7 +63,8 @@ def _parse_value(raw: str, annotation: Any) -> Any:
     (``'[10, 100]'``) or comma-separated (``wsdhq,wshrca``); a dict is JSON; scalars pass through."""
     if type(None) in typing.get_args(annotation) and raw.strip().lower() in {"none", "null"}:
         return None
-    if _is_scalar(annotation):
+    literals = {v for a in _members(annotation) if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)}
+    if _is_scalar(annotation) or raw in literals:  # e.g. clean_tags' stop_list: a list, or the name 'mirflickr'
         return raw
     try:
         value = json.loads(raw)
@@ -210,7 +211,10 @@ def show_lines(root: Path) -> list[str]:
         lines.append(f"report: missing ({table} not found; run `dvc repro report`)")
         return lines
     current = stage_module("report").current_fingerprint(root / "data" / "prepared")
-    if json.loads(table_json.read_text(encoding="utf-8")).get("fingerprint") != current:
+    recorded = json.loads(table_json.read_text(encoding="utf-8")).get("fingerprint")
+    if recorded is None:
+        lines.append(f"report: stale ({table} records no split fingerprint: it predates them; run `dvc repro`)")
+    elif recorded != current:
         lines.append(f"report: stale ({table} was measured on another dataset or split; run `dvc repro report`)")
     else:
         lines.append(table.read_text(encoding="utf-8").rstrip("\n"))

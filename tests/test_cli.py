@@ -77,6 +77,14 @@ def test_list_options_parse_from_the_command_line(raw: str, expected: list[str])
     assert cfg.protocols == expected and cfg.p_at == [5, 50]
 
 
+def test_a_named_value_of_a_list_field_stays_a_name() -> None:
+    from tagcode.stages.clean_tags import Config as CleanConfig
+
+    annotation = CleanConfig.model_fields["stop_list"].annotation
+    assert _parse_value("mirflickr", annotation) == "mirflickr"
+    assert _parse_value("explore,nikon", annotation) == ["explore", "nikon"]
+
+
 def test_none_override_sets_none(tmp_path: Path) -> None:
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump({"embed_tags": {"eps": 0.05}}))

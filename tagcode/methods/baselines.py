@@ -17,9 +17,10 @@ images than dims (faiss's ``OPQMatrix`` crashes otherwise); with fewer, OPQ is l
 PCA directions of the training set (a documented fallback, recorded as ``basis`` in the model).
 
 Same params and seed give the same arrays on any core count: ITQ, PQ, OPQ and LSQ train and encode with
-``threads`` (default 1) BLAS and OpenMP threads, since faiss's k-means and OPQ updates and BLAS
-reductions sum in a thread-dependent order. On a GPU (none of these run there today) exact equality
-across devices cannot be promised.
+exactly ``threads`` (default 2, the project machine's cores) BLAS and OpenMP threads, whatever the machine
+has, since faiss's k-means and OPQ updates and BLAS reductions sum in a thread-dependent order. Exact
+equality cannot be promised across CPU architectures whose BLAS kernels round differently, nor on a GPU
+(none of these run there today).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def fixed_threads(threads: int) -> Iterator[None]:
 class ThreadOptions(Options):
     """Options of the baselines whose native reductions depend on the thread count."""
 
-    threads: int = Field(1, ge=1, description="BLAS and faiss OpenMP threads while training and encoding (fixed, "
+    threads: int = Field(2, ge=1, description="BLAS and faiss OpenMP threads while training and encoding (fixed, "
                                               "so the bits do not depend on the machine's core count)")
 
 

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from tagcode.config import StageConfig
+from tagcode.config import StageConfig, validation_message
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
 from tagcode.tags.graph import (
@@ -63,6 +63,10 @@ class Config(StageConfig):
                                                         "fraction of the kept tags if below 1 (WSDHQ: 1178/1386)")
     min_samples: int = Field(1, ge=1, description="DBSCAN min_samples")
     seed: int = Field(0, ge=0, description="seed for random OOV vectors and Word2Vec")
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named extra embeddings, each this section's options overridden "
+        "(e.g. {minilm: {vectors: minilm-l6}, plain: {graph: false, merge: false, normalize: false}}), written to "
+        "<out>/variants/<name> and chosen by a train variant's `embed`")
     out: str = Field("data/embed", description="output directory")
 
 
@@ -77,8 +81,31 @@ def _vectors(cfg: Config, vocab: list[str], train_lists: list[list[str]]) -> tup
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    """Run the stage; returns the report also written to ``report.json``."""
+    """Run the stage: the embedding of ``cfg`` and one per named variant, published together in ``out``;
+    returns the report also written to ``report.json`` (the variants' reports under ``variants``)."""
     tm = load_tag_matrix(Path(cfg.tags) / "image_tags.npz")
+    configs = {}
+    for name, overrides in cfg.variants.items():
+        if not name.isidentifier() or {"variants", "out", "tags"} & set(overrides):
+            raise TagcodeError(f"embed_tags variant {name!r}: a name must be an identifier, and a variant sets "
+                               "neither variants, tags nor out")
+        try:
+            configs[name] = Config.model_validate({**cfg.model_dump(), "variants": {}, **overrides})
+        except ValidationError as exc:
+            raise TagcodeError(validation_message(exc, f"embed_tags variant {name!r}")) from None
+    with atomic_path(cfg.out) as out:
+        report = embed_into(cfg, tm, out)
+        report["variants"] = {}
+        for name, vcfg in configs.items():
+            report["variants"][name] = embed_into(vcfg, tm, out / "variants" / name)
+            write_json(out / "variants" / name / "report.json", report["variants"][name])
+        write_json(out / "report.json", report)
+    return report
+
+
+def embed_into(cfg: Config, tm: TagMatrix, out: Path) -> dict[str, Any]:
+    """Embed, enhance and merge the tags of ``tm`` as ``cfg`` says, writing the artifacts (all but the report)
+    into directory ``out`` (created); returns the report."""
     vocab = [str(t) for t in tm.tags]
     train_rows = tm.matrix[tm.train]
     train_lists = [[vocab[j] for j in train_rows.indices[a:b]] for a, b in zip(train_rows.indptr[:-1],
@@ -116,21 +143,19 @@ def run(cfg: Config) -> dict[str, Any]:
         "margin_raw": margin_statistics(emb, train_kept),
         "margin_final": margin_statistics(final, merge_matrix(train_kept, groups)),
     }
-    with atomic_path(cfg.out) as out:
-        out.mkdir()
-        np.save(out / "tag_embeddings.npy", final.astype(np.float32))
-        pd.DataFrame({
-            "final_id": np.arange(len(groups)), "tag": names,
-            "members": [[vocab[kept_idx[i]] for i in g] for g in groups],
-            "count": np.asarray(merged[tm.train].sum(axis=0)).ravel().astype(np.int64),
-        }).to_parquet(out / "final_vocab.parquet", index=False)
-        merge_map = {str(k): [int(kept_idx[i]) for i in g] for k, g in enumerate(groups)}
-        merge_map["-1"] = [int(i) for i in np.flatnonzero(~kept)]
-        write_json(out / "merge_map.json", merge_map)
-        save_tag_matrix(out / "image_tags.npz", TagMatrix(ids=tm.ids, tags=np.asarray(names, dtype=object),
-                                                          matrix=merged, train=tm.train & has_tags))
-        sp.save_npz(out / "graph.npz", sp.csr_matrix(graph))
-        write_json(out / "report.json", report)
+    out.mkdir(parents=True)
+    np.save(out / "tag_embeddings.npy", final.astype(np.float32))
+    pd.DataFrame({
+        "final_id": np.arange(len(groups)), "tag": names,
+        "members": [[vocab[kept_idx[i]] for i in g] for g in groups],
+        "count": np.asarray(merged[tm.train].sum(axis=0)).ravel().astype(np.int64),
+    }).to_parquet(out / "final_vocab.parquet", index=False)
+    merge_map = {str(k): [int(kept_idx[i]) for i in g] for k, g in enumerate(groups)}
+    merge_map["-1"] = [int(i) for i in np.flatnonzero(~kept)]
+    write_json(out / "merge_map.json", merge_map)
+    save_tag_matrix(out / "image_tags.npz", TagMatrix(ids=tm.ids, tags=np.asarray(names, dtype=object),
+                                                      matrix=merged, train=tm.train & has_tags))
+    sp.save_npz(out / "graph.npz", sp.csr_matrix(graph))
     return report
 
 

@@ -30,7 +30,8 @@ class Variant(BaseModel):
 
     method: str = Field(description="the registered method it configures")
     options: dict[str, Any] = Field(default_factory=dict, description="method options, over the stage's options")
-    embed: str | None = Field(None, description="embed_tags output to train on instead of the stage's `embed`")
+    embedding: str | None = Field(None, description="an embed_tags variant (its `variants` name) to train on "
+                                                    "instead of the main embedding")
 
 
 class Config(TrackedConfig):
@@ -43,7 +44,7 @@ class Config(TrackedConfig):
     options: dict[str, Any] = Field(default_factory=dict, description="method-specific options (JSON object)")
     variants: dict[str, Variant] = Field(default_factory=dict, description="named method configurations usable "
                                          "as `method` (ablations, other tag vectors): {name: {method, options, "
-                                         "embed}}")
+                                         "embedding}}")
     prepared: str = Field("data/prepared", description="output directory of the prepare stage")
     features: str = Field("data/features", description="output directory of the features stage")
     embed: str | None = Field(None, description="output directory of the embed_tags stage (tags and tag vectors; "
@@ -63,7 +64,7 @@ def run(cfg: Config, log: Any = None) -> dict[str, Any]:
 
     variant = resolve_variant(cfg)
     method = create_method(variant.method, bits=cfg.bits, seed=cfg.seed, **variant.options)
-    method.label, embed = cfg.method, variant.embed or cfg.embed
+    method.label = cfg.method
     with contextlib.ExitStack() as stack:
         tracked = None
         if cfg.tracking:
@@ -72,11 +73,12 @@ def run(cfg: Config, log: Any = None) -> dict[str, Any]:
             cell = {"dataset": dataset_name(cfg.prepared), "method": cfg.method, "bits": cfg.bits}
             params = {"train": cfg.model_dump(exclude={"tracking", "experiment"}), "method_options": method.options}
             inputs = {"features": cfg.features, "manifest": Path(cfg.prepared) / "manifest.parquet",
-                      **({"embed": embed} if embed and method.supervision == "tags" else {})}
+                      **({"embed": cfg.embed} if cfg.embed and method.supervision == "tags" else {})}
             tracked = stack.enter_context(train_run(cfg.experiment, cell, params, inputs))
             log = tee(log, tracked.log)
         train = load_trainset(cfg.prepared, features=cfg.features if method.input == "features" else None,
-                              embed=embed if method.supervision == "tags" else None,
+                              embed=cfg.embed if method.supervision == "tags" else None,
+                              embedding=variant.embedding,
                               images=method.input == "images")
         ckpt = cfg.checkpoint_dir or f"{cfg.out.rstrip('/')}.ckpt"
         method.fit(train, log=log, checkpoint_dir=Path(ckpt) if method.supervision == "tags" else None)
@@ -89,13 +91,13 @@ def run(cfg: Config, log: Any = None) -> dict[str, Any]:
 
 
 def resolve_variant(cfg: Config) -> Variant:
-    """The method, options and embed_tags output that ``cfg.method`` names (a variant, or a method as is)."""
+    """The method, options and tag embedding that ``cfg.method`` names (a variant, or a method as is)."""
     if cfg.method not in cfg.variants:
         return Variant(method=cfg.method, options=cfg.options)
     variant = cfg.variants[cfg.method]
     if variant.method in cfg.variants and variant.method != cfg.method:  # a method's own entry sets its options
         raise TagcodeError(f"train variant {cfg.method!r} names another variant ({variant.method!r}); name a method")
-    return Variant(method=variant.method, options={**cfg.options, **variant.options}, embed=variant.embed)
+    return Variant(method=variant.method, options={**cfg.options, **variant.options}, embedding=variant.embedding)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
