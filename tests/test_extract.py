@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from tagcode.backbones import Backbone, Preprocess, create_backbone
-from tagcode.backbones.extract import extract_features, load_features, resolve_device
+from tagcode.backbones.extract import extract_features
 from tagcode.data.cache import ImageCache, write_cache
+from tagcode.data.features import read_features
+from tagcode.device import resolve_device
 from tagcode.errors import TagcodeError
 
 N = 40
@@ -54,8 +56,8 @@ def test_interrupted_run_resumes_to_the_same_result(cache: ImageCache, tmp_path:
     calls: list[int] = []
     resumed = _run(cache, tmp_path / "out", on_chunk=lambda done, total: calls.append(done))
     assert resumed["resumed_from"] == 16 and calls == [3, 4, 5]  # only the 3 missing chunks ran
-    ids, x = load_features(tmp_path / "out")
-    ids_full, x_full = load_features(tmp_path / "full")
+    ids, x = read_features(tmp_path / "out")
+    ids_full, x_full = read_features(tmp_path / "full")
     assert list(ids) == list(ids_full) == [f"im{i}" for i in range(N)]
     assert x.dtype == np.float32 and x.shape == (N, 64)
     np.testing.assert_array_equal(x, x_full)
@@ -73,9 +75,9 @@ def test_stale_partial_is_discarded(cache: ImageCache, tmp_path: Path) -> None:
         _run(cache, tmp_path / "out", on_chunk=_stop_after(2))
     other = _run(cache, tmp_path / "out", seed=1)  # different weights: the chunks of seed 0 must not be reused
     assert other["resumed_from"] == 0
-    _, x = load_features(tmp_path / "out")
+    _, x = read_features(tmp_path / "out")
     _run(cache, tmp_path / "ref", seed=1)
-    np.testing.assert_array_equal(x, load_features(tmp_path / "ref")[1])
+    np.testing.assert_array_equal(x, read_features(tmp_path / "ref")[1])
     with pytest.raises(Interrupt):
         _run(cache, tmp_path / "again", on_chunk=_stop_after(1))
     assert _run(cache, tmp_path / "again", resume=False)["resumed_from"] == 0
@@ -88,12 +90,12 @@ def test_subset_by_id_and_bounded_batches(cache: ImageCache, tmp_path: Path, mon
     _run(cache, tmp_path / "full")
     assert max(sizes) == 4 and sum(sizes) == N  # streamed batch by batch, never the whole cache
     _run(cache, tmp_path / "sub", ids=["im31", "im2", "im17"])
-    ids, x = load_features(tmp_path / "sub")
-    all_x = load_features(tmp_path / "full")[1]
+    ids, x = read_features(tmp_path / "sub")
+    all_x = read_features(tmp_path / "full")[1]
     assert list(ids) == ["im31", "im2", "im17"]
     np.testing.assert_array_equal(x, all_x[[31, 2, 17]])
     empty = _run(cache, tmp_path / "empty", ids=[])
-    assert empty["n"] == 0 and load_features(tmp_path / "empty")[1].shape == (0, 64)
+    assert empty["n"] == 0 and read_features(tmp_path / "empty")[1].shape == (0, 64)
     with pytest.raises(TagcodeError, match=r"duplicate image ids, e\.g\. 'im2' \(1 duplicates\)"):
         _run(cache, tmp_path / "dup", ids=["im2", "im3", "im2"])
     with pytest.raises(TagcodeError, match="image id 'nope' is not in the cache"):
@@ -123,21 +125,21 @@ def test_nan_feature_names_the_image(tmp_path: Path) -> None:
                          progress=False)
 
 
-def test_load_features_checks(tmp_path: Path) -> None:
+def test_read_features_checks(tmp_path: Path) -> None:
     with pytest.raises(TagcodeError, match=r"no features\.npy"):
-        load_features(tmp_path / "missing")
+        read_features(tmp_path / "missing")
     out = tmp_path / "f"
     out.mkdir()
     np.save(out / "features.npy", np.array([[1.0, 2.0], [np.nan, 0.0]], np.float32))
     (out / "ids.json").write_text(json.dumps(["a", "a"]))
     with pytest.raises(TagcodeError, match=r"ids\.json: duplicate image ids, e\.g\. 'a' \(1 duplicates\)"):
-        load_features(out)
+        read_features(out)
     (out / "ids.json").write_text(json.dumps(["a", "b"]))
     with pytest.raises(TagcodeError, match="NaN/inf feature for image 'b'"):
-        load_features(out)
+        read_features(out)
     (out / "ids.json").write_text(json.dumps(["a"]))
     with pytest.raises(TagcodeError, match="1 ids for 2 feature rows"):
-        load_features(out)
+        read_features(out)
 
 
 def test_devices() -> None:

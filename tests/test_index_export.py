@@ -14,6 +14,7 @@ import pytest
 
 from tagcode.errors import TagcodeError
 from tagcode.methods import create_method
+from tagcode.methods.trainset import TrainSet
 from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
 from tagcode.retrieval.index import read_index, to_faiss_index, write_index
 
@@ -79,7 +80,7 @@ def test_fitted_quantizers_export_searches_aqd(name: str, tmp_path: Path) -> Non
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((400, 30)) + rng.standard_normal((8, 30))[rng.integers(0, 8, 400)]).astype(np.float32)
     method = create_method(name, bits=24, **({"train_iters": 3} if name == "lsq" else {}))
-    method.fit(x)
+    method.fit(TrainSet.from_features(x))
     db, q = method.encode(x, np.arange(400)), method.encode_query(x[:15], np.arange(15))
     index = _round_trip(to_faiss_index(db), tmp_path)
     xhat = db.codebooks[np.arange(3), db.codes].sum(axis=1)

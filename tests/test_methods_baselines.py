@@ -16,11 +16,17 @@ import pytest
 from tagcode.errors import TagcodeError
 from tagcode.methods import METHODS, Method, create_method, load_method
 from tagcode.methods.baselines import LSQ, PQ
+from tagcode.methods.trainset import TrainSet
 from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
 
 UNSUPERVISED = [n for n in METHODS.names() if METHODS.get(n).supervision == "none"]
 DEFAULT_BITS = {"binary": 32, "quantizer": 16, "float": 32}
 FAST = {"lsq": {"train_iters": 3}, "opq": {"niter": 3}}  # keep faiss training quick
+
+
+def _ts(x: np.ndarray) -> TrainSet:
+    """Features as a training set (ids = row numbers)."""
+    return TrainSet.from_features(x)
 
 
 def _make(name: str, bits: int | None = None, **options: object) -> Method:
@@ -61,7 +67,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module", params=UNSUPERVISED)
 def fitted(request: pytest.FixtureRequest, data: tuple[np.ndarray, np.ndarray]) -> Method:
-    return _make(request.param).fit(data[0])
+    return _make(request.param).fit(_ts(data[0]))
 
 
 def test_registry_has_the_baselines() -> None:
@@ -83,7 +89,8 @@ def test_encode_shapes_and_dtypes(fitted: Method, data: tuple[np.ndarray, np.nda
         assert 0.2 < ones < 0.8  # hyperplanes through the training mean: neither all zeros nor all ones
     elif fitted.kind == "quantizer":
         m = fitted.bits // 8
-        assert isinstance(db, QuantizedCodes) and isinstance(q, FloatCodes)
+        assert isinstance(db, QuantizedCodes) and isinstance(q, QuantizedCodes) and db.x is None
+        np.testing.assert_array_equal(q.codes, db.codes)  # the query carries its codes (SQD) and x (AQD)
         assert db.codes.shape == (50, m) and db.codes.dtype == np.uint8
         assert db.codebooks.shape == (m, 256, 48) and db.codebooks.dtype == np.float32
         xp = _prep(data[0])[:50]
@@ -92,7 +99,7 @@ def test_encode_shapes_and_dtypes(fitted: Method, data: tuple[np.ndarray, np.nda
     else:
         assert isinstance(db, FloatCodes) and isinstance(q, FloatCodes)
         np.testing.assert_allclose(db.x, q.x)
-    if isinstance(q, FloatCodes):  # the query side is the documented preprocessing of the features
+    if getattr(q, "x", None) is not None:  # the query's float view is the documented preprocessing
         np.testing.assert_allclose(q.x, _prep(data[0])[:50], atol=1e-5)
         assert q.x.dtype == np.float32 and q.x.shape == (50, 48)
 
@@ -115,7 +122,7 @@ def test_save_load_gives_identical_codes(fitted: Method, data: tuple[np.ndarray,
 
 
 def test_same_seed_same_model(fitted: Method, data: tuple[np.ndarray, np.ndarray]) -> None:
-    again = _make(fitted.name).fit(data[0])
+    again = _make(fitted.name).fit(_ts(data[0]))
     assert again.arrays.keys() == fitted.arrays.keys()
     for key in again.arrays:
         np.testing.assert_array_equal(again.arrays[key], fitted.arrays[key], err_msg=key)
@@ -136,7 +143,7 @@ def test_neighbours_share_the_cluster(fitted: Method, data: tuple[np.ndarray, np
                                             ("pq", 24), ("opq", 32), ("lsq", 8), ("lsq", 24), ("lsq", 32)])
 def test_supported_code_lengths(name: str, bits: int, data: tuple[np.ndarray, np.ndarray]) -> None:
     x = data[0][:300]
-    codes = _make(name, bits).fit(x).encode(x[:5], np.arange(5))
+    codes = _make(name, bits).fit(_ts(x)).encode(x[:5], np.arange(5))
     if isinstance(codes, BinaryCodes):
         assert codes.nbits == bits and codes.bits.shape == (5, bits // 8)
     else:
@@ -156,7 +163,7 @@ def test_impossible_code_lengths(name: str, bits: int, supports: str) -> None:
 def test_itq_bits_beyond_the_feature_dims() -> None:
     x, _ = _clustered(300, d=12)
     with pytest.raises(TagcodeError, match="'itq' cannot make 16-bit codes from 12-dim features"):
-        create_method("itq", bits=16).fit(x)
+        create_method("itq", bits=16).fit(_ts(x))
 
 
 def test_user_errors_are_one_line(data: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
@@ -165,12 +172,12 @@ def test_user_errors_are_one_line(data: tuple[np.ndarray, np.ndarray], tmp_path:
         (lambda: create_method("itqq", bits=16), "unknown method 'itqq'"),
         (lambda: create_method("lsq", bits=16, train_iter=3), "no option 'train_iter' .*train_iters"),
         (lambda: create_method("pq", bits=16, niter=3), r"no option 'niter' \(options: threads\)"),
-        (lambda: create_method("lsq", bits=16).fit(x[:100]), "at least 256 training images, got 100"),
-        (lambda: create_method("lsh", bits=16).fit(np.where(np.arange(48) == 3, np.nan, x)), "NaN/inf"),
-        (lambda: create_method("lsh", bits=16).fit(x[0]), r"non-empty \(n, d\)"),
+        (lambda: create_method("lsq", bits=16).fit(_ts(x[:100])), "at least 256 training images, got 100"),
+        (lambda: create_method("lsh", bits=16).fit(_ts(np.where(np.arange(48) == 3, np.nan, x))), "NaN/inf"),
+        (lambda: create_method("lsh", bits=16).fit(_ts(x[0])), r"must be \(48, d\)"),
         (lambda: create_method("pq", bits=16).encode(x, np.arange(len(x))), "not fitted"),
         (lambda: create_method("lsh", bits=16).save(tmp_path / "m"), "not fitted"),
-        (lambda: _make("pq").fit(x).encode(x[:, :20], np.arange(len(x))), "20 dims, the model was fitted on 48"),
+        (lambda: _make("pq").fit(_ts(x)).encode(x[:, :20], np.arange(len(x))), "20 dims, the model was fitted on 48"),
         (lambda: Method.load(tmp_path / "missing"), "no trained model here"),
     ]
     for call, message in cases:
@@ -180,7 +187,7 @@ def test_user_errors_are_one_line(data: tuple[np.ndarray, np.ndarray], tmp_path:
 
 
 def test_load_checks_the_class(data: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
-    create_method("lsh", bits=16).fit(data[0]).save(tmp_path / "lsh")
+    create_method("lsh", bits=16).fit(_ts(data[0])).save(tmp_path / "lsh")
     with pytest.raises(TagcodeError, match="holds a 'lsh' model, not PQ"):
         PQ.load(tmp_path / "lsh")
     (tmp_path / "lsh" / "arrays.safetensors").write_bytes(b"garbage")
@@ -204,7 +211,7 @@ def test_pq_and_opq_codebooks_give_faiss_adc_scores(name: str) -> None:
 
     d = 30 is not a multiple of M = 4, so this also covers the zero padding."""
     x, _ = _clustered(500, d=30)
-    method = _make(name, 32).fit(x)
+    method = _make(name, 32).fit(_ts(x))
     ids = np.arange(500)
     db, q = method.encode(x, ids), method.encode_query(x[:20], ids[:20])
     assert db.codebooks.shape == (4, 256, 30)
@@ -226,7 +233,7 @@ def test_pq_and_opq_codebooks_give_faiss_adc_scores(name: str) -> None:
 
 def test_lsq_is_additive_and_decodes_like_faiss(data: tuple[np.ndarray, np.ndarray]) -> None:
     x = data[0]
-    method = _make("lsq", 24).fit(x)
+    method = _make("lsq", 24).fit(_ts(x))
     assert isinstance(method, LSQ)
     db = method.encode(x, np.arange(len(x)))
     assert (np.abs(db.codebooks) > 1e-6).mean() > 0.5  # full-dimensional codebooks, not block-sparse
@@ -245,7 +252,7 @@ def test_itq_rotation_lowers_the_quantization_loss(data: tuple[np.ndarray, np.nd
     def fit_to_codes(method: Method) -> float:
         return float(np.abs(xp @ method.arrays["w"]).sum())
 
-    fitted, start = (create_method("itq", bits=32, iterations=n).fit(x) for n in (50, 0))
+    fitted, start = (create_method("itq", bits=32, iterations=n).fit(_ts(x)) for n in (50, 0))
     assert fit_to_codes(fitted) > 1.05 * fit_to_codes(start)
     w = fitted.arrays["w"]
     np.testing.assert_allclose(w.T @ w, np.eye(32), atol=1e-4)
@@ -265,7 +272,7 @@ def test_same_arrays_and_codes_under_one_and_two_threads(tmp_path: Path, name: s
         for threads in (1, 2):
             faiss.omp_set_num_threads(threads)
             m = _make(name, bits)
-            m.fit(x)
+            m.fit(_ts(x))
             m.save(tmp_path / f"{name}-{threads}")
             saved.append((tmp_path / f"{name}-{threads}" / "arrays.safetensors").read_bytes())
             c = m.encode(x, ids)
@@ -282,8 +289,9 @@ def test_opq_with_fewer_images_than_dims_learns_in_the_pca_subspace(tmp_path: Pa
     script = (
         "import numpy as np\n"
         "from tagcode.methods import create_method\n"
+        "from tagcode.methods.trainset import TrainSet\n"
         "x = np.random.default_rng(0).standard_normal((300, 512)).astype(np.float32)\n"
-        "m = create_method('opq', bits=32, niter=3).fit(x)\n"
+        "m = create_method('opq', bits=32, niter=3).fit(TrainSet.from_features(x))\n"
         "c = m.encode(x, np.arange(300).astype(str))\n"
         "xp = m._prep(x)\n"
         "recon = c.codebooks[np.arange(4), c.codes].sum(axis=1)\n"
@@ -309,9 +317,9 @@ def test_training_size_is_checked_up_front(name: str, bits: int, n: int, d: int,
     m = _make(name, bits)
     m._fit = None  # the check must come before any training call
     with pytest.raises(TagcodeError, match=message):
-        m.fit(np.random.default_rng(0).standard_normal((n, d)).astype(np.float32))
+        m.fit(_ts(np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)))
 
 
 def test_threads_option_is_validated() -> None:
-    with pytest.raises(TagcodeError, match="'threads' must be a positive integer"):
-        _make("pq", 8, threads=0).fit(np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32))
+    with pytest.raises(TagcodeError, match="options: threads: Input should be greater than or equal to 1"):
+        _make("pq", 8, threads=0)

@@ -122,7 +122,7 @@ def _no_label_column(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_features_are_looked_up_by_id_from_one_read(tmp_path: Path) -> None:
-    from tagcode.stages.train import features_for
+    from tagcode.data.features import features_for
 
     ds = build_tiny_dataset(tmp_path / "ds", n_per_class=2)
     prep, feats = tmp_path / "prep", tmp_path / "feats"

@@ -26,23 +26,12 @@ import torch
 from tagcode.backbones.base import Backbone
 from tagcode.backbones.transforms import to_tensor
 from tagcode.data.cache import ImageCache
+from tagcode.data.features import read_features
+from tagcode.device import resolve_device
 from tagcode.errors import TagcodeError, check_unique_ids
 from tagcode.io import atomic_path, read_json
 
 FORMAT = "tagcode-features/1"
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device, which must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TagcodeError(f"unknown device {device!r} (use auto, cpu or cuda[:N])") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TagcodeError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -158,24 +147,23 @@ def _publish(out_dir: Path, partial: Path, n_chunks: int, row_ids: list[str], me
         (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, X)`` from a features directory: ids an object array of str, X float32 ``(n, dim)``; missing
-    files, a row/id count mismatch, duplicate ids and NaN/inf values are one-line errors."""
-    path = Path(path)
-    try:
-        x = np.load(path / "features.npy", mmap_mode="r")
-    except FileNotFoundError:
-        raise TagcodeError(f"{path}: no features.npy (run `tagcode features` first)") from None
-    except ValueError as exc:
-        raise TagcodeError(f"{path / 'features.npy'}: not a readable .npy array ({exc})") from None
-    if x.ndim != 2 or x.dtype != np.float32:
-        raise TagcodeError(f"{path / 'features.npy'}: expected a float32 (n, dim) array, got {x.dtype} {x.shape}")
-    ids = np.asarray([str(i) for i in read_json(path / "ids.json")], dtype=object)
-    if len(ids) != len(x):
-        raise TagcodeError(f"{path}: ids.json has {len(ids)} ids for {len(x)} feature rows")
-    check_unique_ids(ids, path / "ids.json")
-    x = np.array(x)
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        raise TagcodeError(f"{path}: NaN/inf feature for image {ids[int(np.argmax(~finite))]!r}")
-    return ids, x
+def merge_features(parts: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Join feature directories of consecutive shards into one, rows in order (the same bytes as an
+    unsharded run); the parts must share backbone, preprocessing and weights. Returns the merged meta."""
+    if not parts:
+        raise TagcodeError("no feature shards to merge")
+    metas = [read_json(Path(p) / "meta.json") for p in parts]
+    keep = [{k: v for k, v in m.items() if k != "n"} for m in metas]
+    if any(k != keep[0] for k in keep[1:]):
+        raise TagcodeError(f"{parts[0]}: feature shards disagree on backbone, preprocessing or weights")
+    loaded = [read_features(p) for p in parts]
+    ids = [str(i) for part_ids, _ in loaded for i in part_ids]
+    check_unique_ids(ids, "merged feature shards")
+    meta = {**metas[0], "n": len(ids)}
+    with atomic_path(out_dir) as staged:
+        staged.mkdir()
+        with open(staged / "features.npy", "wb") as fh:
+            np.save(fh, np.concatenate([x for _, x in loaded]).astype(np.float32, copy=False))
+        (staged / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
+        (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return meta

@@ -133,3 +133,20 @@ class ImageCache:
             return np.fromiter((self._pos[i] for i in image_ids), dtype=np.int64, count=len(image_ids))
         except KeyError as exc:
             raise TagcodeError(f"{self.path}: image id {exc.args[0]!r} is not in the cache") from None
+
+    def view(self, image_ids: Sequence[str] | np.ndarray) -> ImageRows:
+        """A lazy, sliceable view of the images of ``image_ids`` (in that order), read a slice at a time."""
+        return ImageRows(self, self.index_of(image_ids))
+
+
+class ImageRows:
+    """Images of chosen cache rows: ``len`` and slicing (``view[a:b]`` → uint8 array), so encoders can stream."""
+
+    def __init__(self, cache: ImageCache, rows: np.ndarray) -> None:
+        self.cache, self.rows = cache, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return self.cache.get(self.rows[sl])

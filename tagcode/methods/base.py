@@ -1,44 +1,67 @@
-"""The method registry and interface: baselines now, WSDHQ/WSHRCA later, all created and loaded by name.
+"""The method registry and interface: baselines and the tag-supervised methods, created and loaded by name.
 
-A method is built for one code length (``create_method(name, bits=...)``), fitted on training features,
-then encodes the database side (binary, quantized or float codes) and the query side (binary codes for
-Hamming search, or float vectors for asymmetric/inner-product search). A fitted method saves to a
-directory (``config.json`` + ``arrays.safetensors``) and loads back with identical codes.
+A method is built for one code length (``create_method(name, bits=...)``) with options declared once, as the
+pydantic ``Options`` model of its class (validated: an unknown option or a wrong type is a one-line error).
+It is fitted on a :class:`~tagcode.methods.trainset.TrainSet` (features and/or images, tags, tag vectors;
+never labels), then encodes the database side (binary, quantized or float codes) and the query side, which
+carries every view a protocol may score (codes for Hamming/SQD, the float embedding for AQD/inner product).
+A fitted method saves to a directory (``config.json`` + ``arrays.safetensors``, no pickle) and loads back
+with identical codes.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tagcode.config import validation_message
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path
+from tagcode.methods.trainset import TrainSet
 from tagcode.registry import Registry
 from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
 
 METHODS: Registry[type[Method]] = Registry("method")
+LogFn = Callable[[int, dict[str, float]], None]
+"""Receives (global step, named loss terms) once per training step; the tracking stage sends them to MLflow."""
+
+
+class Options(BaseModel):
+    """Base of every method's options: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Method(ABC):
-    """A retrieval method for one code length; learned state lives in ``arrays``, options in ``options``.
-
-    Subclasses declare their options as keyword-only arguments of ``__init__`` (``create_method`` accepts
-    no others) and pass them on to this one, which keeps them for ``save``.
-    """
+    """A retrieval method for one code length; learned state lives in ``arrays`` (and ``meta``, JSON), options
+    in ``opts`` (an instance of the class's ``Options`` model; ``options`` is its dict form, as saved)."""
 
     name: ClassVar[str]
     kind: ClassVar[Literal["binary", "quantizer", "float"]]
     supervision: ClassVar[Literal["none", "tags"]] = "none"
+    Options: ClassVar[type[Options]] = Options
 
     def __init__(self, bits: int, seed: int = 0, **options: Any) -> None:
         self.check_bits(bits)
-        self.bits, self.seed, self.options = int(bits), int(seed), options
+        try:
+            self.opts = self.Options.model_validate(options)
+        except ValidationError as exc:
+            raise TagcodeError(validation_message(exc, f"method {self.name!r} options")) from None
+        self.bits, self.seed, self.options = int(bits), int(seed), self.opts.model_dump()
         self.arrays: dict[str, np.ndarray] = {}
+        self.meta: dict[str, Any] = {}
+        self.label = self.name  # what results call it: the method, or the train stage's variant name
+
+    @property
+    def input(self) -> Literal["features", "images"]:
+        """What encode feeds this method: backbone features, or images (end-to-end trained methods)."""
+        return "features"
 
     @classmethod
     @abstractmethod
@@ -46,16 +69,16 @@ class Method(ABC):
         """Raise a one-line TagcodeError naming the method, ``bits`` and what it supports."""
 
     @abstractmethod
-    def fit(self, x: np.ndarray) -> Self:
-        """Learn from float32 training features ``x`` (n, d)."""
+    def fit(self, train: TrainSet, *, log: LogFn | None = None, checkpoint_dir: str | Path | None = None) -> Self:
+        """Learn from ``train``; ``log`` receives per-step loss terms, ``checkpoint_dir`` holds resumable state."""
 
     @abstractmethod
     def encode(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes | QuantizedCodes | FloatCodes:
         """Database-side codes of features ``x`` (n, d) for image ``ids`` (n,)."""
 
     @abstractmethod
-    def encode_query(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes | FloatCodes:
-        """Query-side representation: binary codes for Hamming search, float vectors otherwise."""
+    def encode_query(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes | QuantizedCodes | FloatCodes:
+        """Query-side representation carrying every view a protocol may score (codes and/or float ``x``)."""
 
     def save(self, path: str | Path) -> None:
         """Write ``config.json`` and ``arrays.safetensors`` into directory ``path``, atomically."""
@@ -63,7 +86,8 @@ class Method(ABC):
 
         if not self.arrays:
             raise TagcodeError(f"{self.name}: nothing to save, the method is not fitted")
-        config = {"name": self.name, "bits": self.bits, "seed": self.seed, "options": self.options}
+        config = {"name": self.name, "label": self.label, "bits": self.bits, "seed": self.seed,
+                  "options": self.options, "meta": self.meta}
         with atomic_path(path) as tmp:
             tmp.mkdir()
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -86,8 +110,14 @@ class Method(ABC):
         method = create_method(config["name"], bits=config["bits"], seed=config["seed"], **config["options"])
         if not isinstance(method, cls):
             raise TagcodeError(f"{path}: holds a {config['name']!r} model, not {cls.__name__}")
-        method.arrays = arrays
+        method.arrays, method.meta = arrays, config.get("meta", {})
+        method.label = config.get("label", method.name)
+        method.restore()
         return method
+
+    def restore(self) -> None:
+        """Rebuild any derived state after :meth:`load` set ``arrays`` and ``meta`` (torch methods: the model)."""
+        return None
 
 
 def as_features(x: np.ndarray, who: str, dim: int | None = None) -> np.ndarray:
@@ -105,8 +135,7 @@ def as_features(x: np.ndarray, who: str, dim: int | None = None) -> np.ndarray:
 def create_method(name: str, *, bits: int, seed: int = 0, **options: Any) -> Method:
     """Create registered method ``name`` for ``bits``-bit codes; unknown names or options are one-line errors."""
     cls = METHODS.get(name)
-    params = inspect.signature(cls).parameters.values()
-    accepted = sorted(p.name for p in params if p.kind == p.KEYWORD_ONLY)
+    accepted = sorted(cls.Options.model_fields)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise TagcodeError(f"method {name!r} has no option {unknown[0]!r} (options: {', '.join(accepted) or 'none'})")

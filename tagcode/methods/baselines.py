@@ -28,12 +28,15 @@ from __future__ import annotations
 import contextlib
 from abc import abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from pydantic import Field
 
 from tagcode.errors import TagcodeError
-from tagcode.methods.base import METHODS, Method, as_features
+from tagcode.methods.base import METHODS, LogFn, Method, Options, as_features
+from tagcode.methods.trainset import TrainSet
 from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
 
 
@@ -53,19 +56,20 @@ def fixed_threads(threads: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _check_threads(name: str, threads: int) -> int:
-    """``threads`` as a positive int, or a one-line error."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise TagcodeError(f"method {name!r}: option 'threads' must be a positive integer, got {threads!r}")
-    return threads
+class ThreadOptions(Options):
+    """Options of the baselines whose native reductions depend on the thread count."""
+
+    threads: int = Field(2, ge=1, description="BLAS and faiss OpenMP threads while training and encoding (fixed, "
+                                              "so the bits do not depend on the machine's core count)")
 
 
 class _Baseline(Method):
     """Fits on centred, L2-normalised features; ``_fit`` sees the preprocessed training set. Methods with a
     ``threads`` option train and encode under :func:`fixed_threads`."""
 
-    def fit(self, x: np.ndarray) -> Self:
-        x = as_features(x, self.name)
+    def fit(self, train: TrainSet, *, log: LogFn | None = None, checkpoint_dir: str | Path | None = None) -> Self:
+        train.require(self.name, "features")
+        x = as_features(train.features, self.name)
         self.check_training_size(x)
         self.arrays = {"mean": x.mean(axis=0)}
         with self._threads():
@@ -77,7 +81,7 @@ class _Baseline(Method):
 
     def _threads(self) -> contextlib.AbstractContextManager[None]:
         threads = self.options.get("threads")
-        return contextlib.nullcontext() if threads is None else fixed_threads(_check_threads(self.name, threads))
+        return contextlib.nullcontext() if threads is None else fixed_threads(threads)
 
     @abstractmethod
     def _fit(self, x: np.ndarray) -> None: ...
@@ -133,8 +137,8 @@ class ITQ(_Binary):
 
     name = "itq"
 
-    def __init__(self, bits: int, seed: int = 0, *, iterations: int = 50, threads: int = 2) -> None:
-        super().__init__(bits, seed, iterations=iterations, threads=threads)
+    class Options(ThreadOptions):
+        iterations: int = Field(50, ge=0, description="alternating code/rotation updates")
 
     def check_training_size(self, x: np.ndarray) -> None:
         if self.bits > min(x.shape):
@@ -169,8 +173,7 @@ class _Quantizer(_Baseline):
     def m(self) -> int:
         return self.bits // 8
 
-    def __init__(self, bits: int, seed: int = 0, *, threads: int = 2, **options: Any) -> None:
-        super().__init__(bits, seed, threads=threads, **options)
+    Options = ThreadOptions
 
     def check_training_size(self, x: np.ndarray) -> None:
         if len(x) < 256:
@@ -185,6 +188,13 @@ class _Quantizer(_Baseline):
         with self._threads():
             codes = self._codes(self._prep(x))
         return QuantizedCodes(ids=ids, codes=codes, codebooks=self.arrays["codebooks"])
+
+    def encode_query(self, x: np.ndarray, ids: np.ndarray) -> QuantizedCodes:
+        """The preprocessed float query (AQD) and its codes (SQD)."""
+        y = self._prep(x)
+        with self._threads():
+            codes = self._codes(y)
+        return QuantizedCodes(ids=ids, codes=codes, codebooks=self.arrays["codebooks"], x=y)
 
     @abstractmethod
     def _codes(self, x: np.ndarray) -> np.ndarray:
@@ -253,8 +263,8 @@ class OPQ(_Quantizer):
 
     name = "opq"
 
-    def __init__(self, bits: int, seed: int = 0, *, niter: int = 50, threads: int = 2) -> None:
-        super().__init__(bits, seed, niter=niter, threads=threads)
+    class Options(ThreadOptions):
+        niter: int = Field(50, ge=1, description="OPQ rotation updates (faiss's default)")
 
     def _project(self, x: np.ndarray) -> np.ndarray:
         """Features in the space OPQ was trained in (the PCA basis when the fallback was used)."""
@@ -293,9 +303,9 @@ class LSQ(_Quantizer):
 
     name = "lsq"
 
-    def __init__(self, bits: int, seed: int = 0, *, train_iters: int = 10, encode_ils_iters: int = 16,
-                 threads: int = 2) -> None:
-        super().__init__(bits, seed, train_iters=train_iters, encode_ils_iters=encode_ils_iters, threads=threads)
+    class Options(ThreadOptions):
+        train_iters: int = Field(10, ge=1, description="LSQ training iterations (faiss default 25)")
+        encode_ils_iters: int = Field(16, ge=1, description="iterated local search steps per encoding")
 
     def _lsq(self, d: int) -> Any:
         """A faiss ``LocalSearchQuantizer`` configured from the options."""

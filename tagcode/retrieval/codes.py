@@ -1,6 +1,10 @@
 """Code containers written by ``encode`` and read by ``evaluate``: binary, additive-quantized, float.
 
 Each container holds one set (database or queries) in row order with its image ids (unique strings).
+Binary and quantized sets may also carry ``x``, the float embedding the codes were made from: a query set
+then serves asymmetric search (AQD: float query against the database codes) as well as symmetric search
+(Hamming, SQD), and a database set serves the unquantized ``feats`` reference. :func:`views` lists what a
+set offers; the evaluator picks the score from the protocol and these views, never from the class.
 On disk a set is one directory: ``meta.json`` (kind, counts, shapes) and ``arrays.npz`` (no pickles).
 """
 
@@ -32,6 +36,15 @@ def _rows(name: str, a: np.ndarray, ids: np.ndarray) -> None:
         raise TagcodeError(f"{name} must have one row per id ({len(ids)}), got shape {a.shape}")
 
 
+def _embedding(x: np.ndarray | None, ids: np.ndarray) -> np.ndarray | None:
+    """The optional float view: float32 C-contiguous, one row per id."""
+    if x is None:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    _rows("float embeddings", x, ids)
+    return x
+
+
 @dataclass
 class BinaryCodes:
     """Packed bits (``np.packbits`` of {0,1}, shape ``(n, nbits // 8)``, uint8) per image id."""
@@ -39,10 +52,12 @@ class BinaryCodes:
     ids: np.ndarray
     bits: np.ndarray
     nbits: int
+    x: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids, self.nbits = _ids(self.ids), int(self.nbits)
         self.bits = np.ascontiguousarray(self.bits)
+        self.x = _embedding(self.x, self.ids)
         _rows("binary codes", self.bits, self.ids)
         if self.bits.dtype != np.uint8 or self.nbits % 8 or self.bits.shape[1] * 8 != self.nbits:
             raise TagcodeError(f"binary codes must be packed uint8 of shape (n, {self.nbits // 8}) for "
@@ -59,9 +74,11 @@ class QuantizedCodes:
     ids: np.ndarray
     codes: np.ndarray
     codebooks: np.ndarray
+    x: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids = _ids(self.ids)
+        self.x = _embedding(self.x, self.ids)
         self.codes = np.ascontiguousarray(self.codes)
         self.codebooks = np.ascontiguousarray(self.codebooks, dtype=np.float32)
         _rows("quantizer codes", self.codes, self.ids)
@@ -90,6 +107,33 @@ class FloatCodes:
 
 Codes = BinaryCodes | QuantizedCodes | FloatCodes
 _KINDS: dict[str, type[Codes]] = {"binary": BinaryCodes, "quantized": QuantizedCodes, "float": FloatCodes}
+
+
+def views(codes: Codes) -> dict[str, np.ndarray]:
+    """The arrays a search can use: ``bits`` (packed), ``codes`` + ``codebooks``, and/or the float ``x``."""
+    return {f.name: v for f in fields(codes) if f.name not in ("ids", "nbits")
+            and isinstance(v := getattr(codes, f.name), np.ndarray)}
+
+
+def concat_codes(parts: list[Codes]) -> Codes:
+    """Rows of several sets of one kind in order (database shards back into one set); the shared
+    parameters (``nbits``, ``codebooks``) must be identical, duplicate ids are refused."""
+    if not parts:
+        raise TagcodeError("no code sets to concatenate")
+    cls = type(parts[0])
+    if any(type(p) is not cls for p in parts):
+        raise TagcodeError(f"cannot concatenate different code kinds: {sorted({type(p).__name__ for p in parts})}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        first = getattr(parts[0], f.name)
+        if f.name == "codebooks" or not isinstance(first, np.ndarray):
+            if any(not np.array_equal(getattr(p, f.name), first) for p in parts[1:]):
+                raise TagcodeError(f"code sets disagree on {f.name}; they come from different models")
+            values[f.name] = first
+        else:
+            values[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
+    check_unique_ids(values["ids"], "concatenated code sets")
+    return cls(**values)
 
 
 def save_codes(codes: Codes, path: str | Path) -> None:
@@ -129,7 +173,9 @@ def load_codes(path: str | Path) -> Codes:
         raise TagcodeError(f"{path}: unknown code kind {meta.get('kind')!r} in meta.json")
     cls = _KINDS[meta["kind"]]
     extra = {"nbits": meta.get("nbits")} if cls is BinaryCodes else {}
-    if set(arrays) | set(extra) != {f.name for f in fields(cls)} or None in extra.values():
+    names = {f.name for f in fields(cls)}
+    optional = {f.name for f in fields(cls) if f.default is None}
+    if not names - optional <= set(arrays) | set(extra) <= names or None in extra.values():
         raise TagcodeError(f"{path}: arrays {sorted(arrays)} and meta.json do not describe {meta['kind']} codes")
     codes = cls(**arrays, **extra)
     check_unique_ids(codes.ids, path)

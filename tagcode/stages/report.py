@@ -2,7 +2,8 @@
 
 Reads every ``<metrics>/<method>-<bits>/metrics.json`` written by evaluate; writes ``table.json``,
 ``table.md`` and ``map_vs_bits.png`` (one panel per protocol, the float reference dashed, the
-random-ranking mAP dotted, the y-axis from 0) in ``out``.
+random-ranking mAP dotted, the y-axis from 0) in ``out``; with tracking on, they are also the artifacts of
+an MLflow run named ``report``.
 
 Only results measured on the current data are reported: each metrics.json carries a fingerprint (dataset
 source, root, protocol, listing digest, and digests of the query and database ids), and a cell whose
@@ -18,14 +19,14 @@ from typing import Any
 
 from pydantic import Field
 
-from tagcode.config import StageConfig
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_open, write_json
+from tagcode.tracking import TrackedConfig
 
 RANDOM = "random"  # the table row holding the random-ranking mAP
 
 
-class Config(StageConfig):
+class Config(TrackedConfig):
     """Options of the report stage."""
 
     metrics: str = Field("metrics", description="directory holding one <method>-<bits>/metrics.json per cell")
@@ -33,6 +34,7 @@ class Config(StageConfig):
                                                               "cell must be measured on its split (None: cells "
                                                               "need only agree with each other)")
     out: str = Field("reports", description="output directory")
+    experiment: str = Field("tagcode", description="MLflow experiment of the report run (with tracking on)")
 
 
 def current_fingerprint(prepared: str | Path) -> dict[str, Any]:
@@ -118,6 +120,9 @@ def run(cfg: Config) -> dict[str, Any]:
                      references={f"{p} protocol": {f"{r['method']} (uncompressed)": r[p] for r in cells
                                                    if p in r and r["kind"] == "float"} for p in protocols},
                      chance=chance)
+    if cfg.tracking:
+        from tagcode.tracking.run import log_report
+        log_report(cfg.experiment, [out / "map_vs_bits.png", out / "table.md", out / "table.json"])
     return {"rows": rows, "protocols": protocols, "out": cfg.out}
 
 
