@@ -100,14 +100,22 @@ def test_install_plan_covers_every_import_at_the_pinned_versions(tmp_path: Path)
     work = tmp_path / "src"
     shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".venv", ".git", ".tmp", "data", "models", "codes",
                                                                 "metrics", "reports", "*.egg-info", "__pycache__"))
-    report = tmp_path / "plan.json"
     env = {**os.environ, "TORCH_INDEX_URL": "https://pypi.org/simple", "PIP_CACHE_DIR": str(tmp_path / "pip-cache"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # `--report -` prints one JSON plan per pip command of the recipe on stdout.
     proc = subprocess.run(["bash", "docker/install.sh", "cpu", "--dry-run", "--ignore-installed", "--quiet",
-                           "--report", str(report)], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+                           "--report", "-"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    plans, text, pos = [], proc.stdout, 0
+    decoder = json.JSONDecoder()
+    while text[pos:].strip():
+        pos += len(text[pos:]) - len(text[pos:].lstrip())
+        doc, pos = decoder.raw_decode(text, pos)
+        plans.append(doc)
+    assert len(plans) == sum(1 for line in (REPO / "docker" / "install.sh").read_text().splitlines()
+                             if line.startswith("python -m pip install"))
     plan = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
-            for item in json.loads(report.read_text())["install"]}
+            for doc in plans for item in doc["install"]}
     pins = dict(line.split("==", 1) for line in (REPO / "requirements" / "constraints.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     for name, version in pins.items():

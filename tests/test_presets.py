@@ -41,7 +41,7 @@ def test_the_repository_params_select_the_demo_settings_through_the_preset() -> 
     assert data["dataset"] == "openclipart" and set(data["prepare"]) == {"out"}
     prep = build_config(PrepareConfig, "prepare", REPO / "params.yaml")
     assert (prep.source, prep.root, prep.options, prep.protocol, prep.image_size) == (
-        "openclipart", "/usr/share/openclipart", {"subset": "content"}, "random", 128)
+        "openclipart", "/usr/share/openclipart", {"subset": "content"}, "random", 146)
     assert build_config(_config("features"), "features", REPO / "params.yaml").input_size == 128
     resolved = read_params(REPO / "params.yaml")  # what the Kubeflow pipeline reads: the preset applied
     assert resolved["prepare"]["source"] == "openclipart" and resolved["features"]["input_size"] == 128

@@ -54,5 +54,6 @@ def tiny_params(dataset: Path) -> dict:
         "train": {"prepared": "data/prepared", "features": "data/features", "seed": 0},
         "encode": {"prepared": "data/prepared", "features": "data/features"},
         "evaluate": {"prepared": "data/prepared", "protocols": ["wsdhq", "wshrca"], "p_at": [5]},
+        "promote": {"metric": "wsdhq_map_at_5000", "margin": 0.0},
         "report": {"metrics": "metrics", "out": "reports"},
     }

@@ -39,7 +39,7 @@ _NUSWIDE: dict[str, dict[str, Any]] = {
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "openclipart": {
         "prepare": {"source": "openclipart", "root": "/usr/share/openclipart", "options": {"subset": "content"},
-                    "protocol": "random", "image_size": 128},
+                    "protocol": "random", "image_size": 146},  # Lite0 at 128 px resizes to 146, then crops
         "clean_tags": {"block_category_names": True},
         "features": {"input_size": 128},
     },
@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "nuswide_subset": {**_NUSWIDE, "prepare": {**_NUSWIDE["prepare"], "protocol": "wshrca_nuswide_scaled"}},
     "fashion_mnist": {
         "prepare": {"source": "fashion_mnist", "root": "/usr/share/datasets/fashion-mnist", "protocol": "official",
-                    "image_size": 128},
+                    "image_size": 146},
         "features": {"input_size": 128},
     },
 }

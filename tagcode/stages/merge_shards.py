@@ -3,7 +3,7 @@
 The Kubeflow DAG fans ``features`` and ``encode`` out over shards of image ids (``shard``/``num_shards``)
 and merges them here, so large databases (NUS-WIDE: 270k images) scale out; the merged directory is
 identical to what one unsharded run writes (features: ``features.npy``, ``ids.json``, ``meta.json``;
-codes: ``database/``, ``query/``, ``index.faiss``, ``meta.json``).
+codes: ``database/``, ``query/``, ``index.faiss``, ``meta.json``, the model's ``tracking.json``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def _merge_codes(parts: list[str], out_dir: str) -> dict[str, Any]:
     """Concatenate the database shards, keep the (identical) query set, build the serving index."""
     from tagcode.retrieval.codes import concat_codes, load_codes, save_codes
     from tagcode.retrieval.index import to_faiss_index, write_index
+    from tagcode.tracking.run import copy_run_ref
 
     metas = [read_json(Path(p) / "meta.json") for p in parts]
     head = {k: metas[0][k] for k in ("method", "bits", "kind")}
@@ -44,6 +45,7 @@ def _merge_codes(parts: list[str], out_dir: str) -> dict[str, Any]:
         write_index(to_faiss_index(database), out / "index.faiss")
         summary = {**head, "database": len(database.ids), "query": len(query.ids), "out": out_dir}
         write_json(out / "meta.json", summary)
+        copy_run_ref(parts[0], out)  # the model's MLflow run (every shard carries the same), for evaluate
     return summary
 
 
