@@ -100,8 +100,10 @@ def resolve_variant(cfg: Config) -> Variant:
     """The method, options and tag embedding that ``cfg.method`` names (a variant, or a method as is)."""
     if cfg.method not in cfg.variants:
         return Variant(method=cfg.method, options=cfg.options)
+    from tagcode.methods import METHODS
+
     variant = cfg.variants[cfg.method]
-    if variant.method in cfg.variants and variant.method != cfg.method:  # a method's own entry sets its options
+    if variant.method not in METHODS and variant.method in cfg.variants:
         raise TagcodeError(f"train variant {cfg.method!r} names another variant ({variant.method!r}); name a method")
     return Variant(method=variant.method, options={**cfg.options, **variant.options}, embedding=variant.embedding)
 
