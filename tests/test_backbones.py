@@ -73,7 +73,10 @@ def test_caffenet_port_matches_tf_layout_computation(tmp_path: Path) -> None:
     weights = _fake_caffe_weights(rng)
     weights["fc8"] = [np.zeros((4096, 300), np.float32), np.zeros(300, np.float32)]  # WSDHQ checkpoints carry fc8
     np.save(tmp_path / "alexnet.npy", np.array(weights, dtype=object), allow_pickle=True)
-    net = create_backbone("alexnet_caffe", weights=str(tmp_path / "alexnet.npy"))
+    with pytest.raises(TagcodeError, match=r"alexnet\.npy: CaffeNet \.npy weights are a pickled dict, and "
+                                           r"unpickling can run arbitrary code; set allow_pickle: true"):
+        create_backbone("alexnet_caffe", weights=str(tmp_path / "alexnet.npy"))
+    net = create_backbone("alexnet_caffe", weights=str(tmp_path / "alexnet.npy"), allow_pickle=True)
     x = (rng.standard_normal((2, 227, 227, 3)) * 60).astype(np.float32)
     with torch.inference_mode():
         got = net(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
@@ -135,11 +138,11 @@ def test_weight_file_errors_are_one_line(tmp_path: Path) -> None:
     weights = {"conv1": [np.zeros((11, 11, 3, 96), np.float32), np.zeros(96, np.float32)]}
     np.save(tmp_path / "partial.npy", np.array(weights, dtype=object), allow_pickle=True)
     with pytest.raises(TagcodeError, match=r"partial\.npy: no layer 'conv2'"):
-        create_backbone("alexnet_caffe", weights=str(tmp_path / "partial.npy"))
+        create_backbone("alexnet_caffe", weights=str(tmp_path / "partial.npy"), allow_pickle=True)
     weights["conv2"] = [np.zeros((5, 5, 96, 256), np.float32), np.zeros(256, np.float32)]  # ungrouped by mistake
     np.save(tmp_path / "wrong.npy", np.array(weights, dtype=object), allow_pickle=True)
     with pytest.raises(TagcodeError, match=r"wrong\.npy: layer 'conv2' has weights \(5, 5, 96, 256\)"):
-        create_backbone("alexnet_caffe", weights=str(tmp_path / "wrong.npy"))
+        create_backbone("alexnet_caffe", weights=str(tmp_path / "wrong.npy"), allow_pickle=True)
     with pytest.raises(TagcodeError, match=r"unknown backbone 'alexnet_cafe' \(did you mean 'alexnet_caffe'\?\)"):
         create_backbone("alexnet_cafe")
     with pytest.raises(TagcodeError, match="tiny_cnn takes no weights file"):

@@ -88,7 +88,7 @@ def test_missing_and_corrupt_sets_are_one_line_errors(tmp_path: Path) -> None:
         load_codes(tmp_path / "nothing")
     save_codes(_binary(), tmp_path / "set")
     (tmp_path / "set" / "arrays.npz").write_bytes(b"not a zip")
-    with pytest.raises(TagcodeError, match="unreadable codes"):
+    with pytest.raises(TagcodeError, match=r"not an \.npz archive"):
         load_codes(tmp_path / "set")
     save_codes(_binary(), tmp_path / "set")
     (tmp_path / "set" / "meta.json").write_text(json.dumps({"kind": "float", "n": 6}))
@@ -104,3 +104,18 @@ def test_save_replaces_atomically(tmp_path: Path) -> None:
         save_codes(FloatCodes(ids=["a", "a"], x=np.zeros((2, 1))), tmp_path / "set")
     assert len(load_codes(tmp_path / "set").ids) == 3  # the failed write left the old set intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no temporaries left behind
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda b: b[: len(b) // 2], r"arrays\.npz: damaged \.npz archive"),
+    (lambda b: bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
+     r"arrays\.npz: not an \.npz archive"),
+    (lambda b: b"", r"arrays\.npz: not an \.npz archive"),
+])
+def test_damaged_arrays_are_one_line_errors(tmp_path: Path, damage, message: str) -> None:
+    save_codes(_float(4), tmp_path / "set")
+    npz = tmp_path / "set" / "arrays.npz"
+    npz.write_bytes(damage(npz.read_bytes()))
+    with pytest.raises(TagcodeError, match=message) as info:
+        load_codes(tmp_path / "set")
+    assert "\n" not in str(info.value) and "allow_pickle" not in str(info.value)

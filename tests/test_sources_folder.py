@@ -65,16 +65,19 @@ def test_csv_and_tsv_with_separator_option(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("tags.jsonl", b"", r"tags\.jsonl: file is empty"),
     ("tags.jsonl", b"\n \n", r"tags\.jsonl: file is empty"),
-    ("tags.jsonl", b'{"image": "a.png", "tags": ["caf\xe9"]}\n', r"tags\.jsonl: not UTF-8"),
     ("tags.jsonl", b'{"image": "a.png"}\n{"image": "b.png", "image_id": "a"}\n',
      r"tags\.jsonl: duplicate image id 'a'"),
-    ("tags.jsonl", b'{"image": "a.png"\n', r"tags\.jsonl:1: not valid JSON"),
+    ("tags.jsonl", b'{"image": "a.png"\n', r"tags\.jsonl:1: not valid JSON at column 18: Expecting ',' delimiter$"),
+    ("tags.jsonl", b'{"image": "a.png"}\n\n{"image": "b.png", "tags": ["a" "b"]}\n',
+     r"tags\.jsonl:3: not valid JSON at column 33: Expecting ',' delimiter$"),
     ("tags.jsonl", b'{"image": "a.png"}\n["b.png"]\n', r"tags\.jsonl:2: expected a JSON object, got list"),
     ("tags.jsonl", b'{"tags": ["x"]}\n', r"tags\.jsonl:1: no 'image' path"),
     ("tags.jsonl", b'{"image": "a.png", "tags": {"x": 1}}\n', r"tags\.jsonl:1: tags and labels must be lists"),
     ("tags.jsonl", b'{"image": "zzz.png"}\n', r"tags\.jsonl: none of the 1 listed images exists"),
     ("tags.csv", b"file,tags\na.png,x\n", r"tags\.csv: the header has no 'image' column"),
-    ("tags.csv", b'image,tags\na.png,"x\n', r"tags\.csv:\d+: not valid CSV"),
+    ("tags.csv", b'image,tags\na.png,"x\n', r"tags\.csv:2: not valid CSV"),
+    ("tags.csv", b'image,tags\na.png,x\nb.png,"y"z\na.png,w\n', r"tags\.csv:3: not valid CSV"),
+    ("tags.csv", b'image,tags\na.png,"x\ny"\nb.png,"y"z\n', r"tags\.csv:4: not valid CSV"),
     ("tags.csv", b"image,tags\n", r"tags\.csv: no entries"),
 ])
 def test_bad_tags_files_are_one_line_errors(tmp_path: Path, name: str, content: bytes, message: str) -> None:
@@ -83,6 +86,16 @@ def test_bad_tags_files_are_one_line_errors(tmp_path: Path, name: str, content: 
     with pytest.raises(TagcodeError, match=message) as info:
         load_source("folder", str(root))
     assert "\n" not in str(info.value) and str(root) in str(info.value)
+
+
+def test_latin1_tags_file_is_read_and_noted_with_its_line(tmp_path: Path) -> None:
+    """The README's promise: a non-UTF-8 tags file is read as Latin-1 and reported as a note (a line number,
+    never a byte offset), not refused and not counted as a skip."""
+    root = _images(tmp_path / "ds", "a.png", "b.png")
+    (root / "tags.jsonl").write_bytes(b'{"image": "a.png", "tags": ["sea"]}\n{"image": "b.png", "tags": ["caf\xe9"]}\n')
+    src = load_source("folder", str(root))
+    assert src.records["tags"].tolist() == [["sea"], ["café"]]
+    assert src.notes == [(str(root / "tags.jsonl"), "not UTF-8 (line 2); decoded as Latin-1")] and src.skipped == []
 
 
 def test_tags_file_lookup(tmp_path: Path) -> None:

@@ -74,18 +74,32 @@ def test_missing_files_and_bad_encodings_are_reported(damaged: Path, mirflickr_m
     assert sorted(src.skipped) == sorted([
         (str(damaged / "mirflickr" / "im964.jpg"), f"second file for image number 964; "
                                                    f"{damaged / 'mirflickr' / 'im0964.jpg'} kept"),
-        (str(tags / "tags962.txt"), "not UTF-8; decoded as Latin-1"),
-        (str(damaged / "mirflickr" / "im963.jpg"), "no tag file; kept with no tags"),
         (str(tags / "tags961.txt"), "image missing"),
+    ])
+    assert sorted(src.notes) == sorted([  # used, so notes, never counted as skips
+        (str(tags / "tags962.txt"), "not UTF-8 (line 1); decoded as Latin-1"),
+        (str(damaged / "mirflickr" / "im963.jpg"), "no tag file; kept with no tags"),
     ])
 
 
-def test_vocabulary_and_annotations_are_optional(damaged: Path) -> None:
+@pytest.mark.parametrize("relevant_r1", [False, True])
+def test_a_missing_concept_file_is_an_error_naming_it(damaged: Path, relevant_r1: bool) -> None:
+    (damaged / "mirflickr25k_annotations_v080" / ("dog_r1.txt" if relevant_r1 else "dog.txt")).unlink()
+    with pytest.raises(TagcodeError, match=r"missing concept file\(s\) dog(_r1)?\.txt; the official layout has all "
+                                           rf"{38 if relevant_r1 else 24}") as info:
+        load_source("mirflickr", str(damaged), relevant_r1=relevant_r1)
+    assert "\n" not in str(info.value)
+    if relevant_r1:  # without the option the _r1 files are not needed
+        assert len(load_source("mirflickr", str(damaged)).label_names) == 24
+
+
+def test_missing_annotations_or_vocabulary_are_errors_naming_them(damaged: Path) -> None:
     (damaged / "mirflickr" / "doc" / "common_tags.txt").unlink()
+    with pytest.raises(TagcodeError, match=r"doc/common_tags\.txt: missing"):
+        load_source("mirflickr", str(damaged))
     shutil.rmtree(damaged / "mirflickr25k_annotations_v080")
-    src = load_source("mirflickr", str(damaged))
-    assert src.vocabulary is None and src.label_names == [] and len(src.records) == 40
-    assert src.records["labels"].map(len).sum() == 0
+    with pytest.raises(TagcodeError, match=r"missing concept file\(s\) animals\.txt, baby\.txt.*\(\+19 more\)"):
+        load_source("mirflickr", str(damaged))
 
 
 def test_bad_annotation_and_layout_errors(damaged: Path) -> None:

@@ -85,7 +85,8 @@ def test_listed_twice_and_untagged_photos_are_reported(tmp_path: Path, shared_di
     reasons = dict(src.skipped)
     first = str(root / names[0])
     assert reasons[first].startswith(f"duplicate image id {Path(names[0]).stem!r}")
-    assert "has no All_Tags.txt line; kept with no tags" in "".join(r for _, r in src.skipped)
+    assert "has no All_Tags.txt line; kept with no tags" in "".join(r for _, r in src.notes)
+    assert "kept with no tags" not in "".join(r for _, r in src.skipped)
     row = src.records.set_index("image_id").loc[Path(names[0]).stem]
     assert row["tags"] == [] and row["origin"] == "train"
 

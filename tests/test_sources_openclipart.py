@@ -101,10 +101,10 @@ def test_synthetic_tree_symlinks_and_bad_files(tmp_path: Path) -> None:
     assert rows.loc["nature/latin1", "tags"] == ["caf\ufffd", "ok", "caf"]  # title word split at U+FFFD
     assert sorted(src.skipped) == [
         ("nature/gone.svg", "broken symlink"),
-        ("nature/latin1.svg", "metadata not UTF-8; decoded with replacement characters"),
         ("people/nopng.svg", "no matching PNG"),
         ("top.svg", "not in a category directory"),
     ]
+    assert src.notes == [("nature/latin1.svg", "metadata not UTF-8; decoded with replacement characters")]
     assert {"wild_cats", "wild cats", "icons", "nature"} <= set(src.blocked_tags)
 
 

@@ -31,6 +31,8 @@ _OPTIONS = {
     "wsdhq_nuswide": {"n_query": 10, "n_train": 30, "vocabulary": ["a"]},
     "wshrca": {"n_query": 10, "n_train": 40, "vocabulary": ["a"]},
     "wshrca_nuswide": {"n_query": 10, "n_train": 40, "vocabulary": ["a"]},
+    "wshrca_scaled": {"vocabulary": ["a"]},
+    "wshrca_nuswide_scaled": {"vocabulary": ["a"]},
     "official": {"n_query": 12, "n_database": 60, "n_train": 20, "vocabulary": ["a"]},
 }
 
@@ -54,7 +56,7 @@ def test_split_invariants_and_determinism(protocol: str) -> None:
     assert set(a["split"]) <= {"query", "database", "unused"} and a["train"].dtype == bool
     assert report["counts"] == {s: int((a["split"] == s).sum()) for s in ("query", "database", "unused")}
     assert report["train"] == int(a["train"].sum()) and report["protocol"] == protocol
-    assert len(query) == kw["n_query"]
+    assert len(query) == kw.get("n_query", report["n_query"])
     assert all(len(v) > 0 for v in a.loc[a["split"] == "query", "labels"])  # queries need labels
     assert all("a" in t for t in a.loc[a["train"], "tags"])  # training images have in-vocabulary tags
     vocab_free = assign_split(_records(), protocol, seed=3, **{**kw, "vocabulary": None})[0]
@@ -97,10 +99,25 @@ def test_wshrca_filters_unused_by_reason_and_counts() -> None:
 
 def test_wshrca_needs_enough_images() -> None:
     with pytest.raises(TagcodeError, match=r"^split 'wshrca': train \(990\) \+ query \(10\) needs 1000 images but "
-                                           r"only 83 are available$"):
+                                           r"only 83 are available; for a subset use protocol 'wshrca_scaled' "
+                                           r"\(dataset preset 'mirflickr_subset'\), whose sizes follow the data$"):
         assign_split(_records(), "wshrca", vocabulary=["a"], n_train=990, n_query=10)
     with pytest.raises(TagcodeError, match="needs 18000 images but only 83"):
         assign_split(_records(), "wshrca", vocabulary=["a"])  # the MIRFlickr defaults on a small set
+    with pytest.raises(TagcodeError, match=r"needs 102000 images but only 83.*'nuswide_subset'"):
+        assign_split(_records(), "wshrca_nuswide", vocabulary=["a"])
+
+
+def test_scaled_wshrca_keeps_the_papers_proportions_and_shuffle() -> None:
+    frame, report = assign_split(_records(), "wshrca_scaled", vocabulary=["a"])
+    assert report["pool"] == 83 and report["n_train"] == 83 * 16000 // 18000 == 73
+    assert report["n_query"] == 83 * 2000 // 18000 == 9 and report["counts"]["query"] == 9
+    same, _ = assign_split(_records(), "wshrca", vocabulary=["a"], n_train=73, n_query=9)
+    assert frame["split"].tolist() == same["split"].tolist()  # the paper's shuffle, only the sizes scaled
+    with pytest.raises(TagcodeError, match=r"option n_query is not used by this protocol \(it takes seed\)"):
+        assign_split(_records(), "wshrca_scaled", vocabulary=["a"], n_query=5)
+    with pytest.raises(TagcodeError, match="too small to scale to"):
+        assign_split(_records(8), "wshrca_scaled", vocabulary=["a"])
 
 
 def test_wshrca_nuswide_lists_the_database_before_the_test_images() -> None:

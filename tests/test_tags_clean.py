@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tagcode.stages.clean_tags import Config, rules_from
 from tagcode.tags.clean import DEFAULT_MIRFLICKR_STOP_LIST, REASONS, CleanRules, clean_tags, normalize_tag
 
 
@@ -144,3 +145,15 @@ def test_real_mirflickr_with_default_rules(mirflickr) -> None:
     dropped = set(res.dropped["tag"])
     assert dropped | set(kept) == set(vocab) and not dropped & set(kept)
     assert res.report["images_without_tags"] == int((res.matrix.sum(axis=1) == 0).sum()) > 0
+
+
+def test_stage_options_keep_the_whole_reference_vocabulary(mirflickr) -> None:
+    vocab, raw, _, _ = mirflickr
+    meta = {"source": "mirflickr", "vocabulary": list(vocab)}
+    whole = rules_from(Config(vocabulary="source", min_freq=1, min_length=1, drop_numeric=False), meta)
+    res = clean_tags(np.arange(len(raw)), raw, np.ones(len(raw), bool), whole)
+    assert len(res.vocab) == len(vocab) == 1386 and {"2007", "365", "360", "2"} <= set(res.vocab["tag"])
+    default = rules_from(Config(vocabulary="source", min_freq=1, min_length=1), meta)
+    assert default.drop_numeric and not whole.drop_numeric
+    dropped = clean_tags(np.arange(len(raw)), raw, np.ones(len(raw), bool), default)
+    assert {"2007", "365", "360"}.isdisjoint(dropped.vocab["tag"]) and len(dropped.vocab) == 1386 - 11

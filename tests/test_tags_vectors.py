@@ -60,7 +60,7 @@ def test_packaged_glove(glove: KeyedVectors) -> None:
 
 def test_every_file_format_round_trips(small: KeyedVectors, tmp_path: Path) -> None:
     for kind, path in _write_all(small, tmp_path).items():
-        kv = load_vectors(str(path))
+        kv = load_vectors(str(path), allow_pickle=True)
         assert kv.index_to_key == WORDS, kind
         np.testing.assert_allclose(kv["sunset"], small["sunset"], atol=1e-5, err_msg=kind)
 
@@ -84,8 +84,16 @@ def test_limit_keeps_the_first_words(small: KeyedVectors, tmp_path: Path) -> Non
 def test_garbled_files_are_one_line_errors(tmp_path: Path, name: str, content: bytes, message: str) -> None:
     (tmp_path / name).write_bytes(content)
     with pytest.raises(TagcodeError, match=message) as err:
-        load_vectors(str(tmp_path / name))
+        load_vectors(str(tmp_path / name), allow_pickle=True)
     assert "\n" not in str(err.value) and name in str(err.value)
+
+
+def test_kv_pickle_is_refused_without_opt_in(small: KeyedVectors, tmp_path: Path) -> None:
+    path = _write_all(small, tmp_path)["kv"]
+    with pytest.raises(TagcodeError, match=r"\.kv file is a pickle, and unpickling can run arbitrary code; set "
+                                           r"allow_pickle: true") as err:
+        load_vectors(str(path))
+    assert "\n" not in str(err.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -175,3 +175,40 @@ def test_query_sets_carry_every_view_and_evaluate_scores_from_the_protocol(tmp_p
     assert choose_score("wsdhq_feats", "float", qv, dbv) is None  # the database has no float view
     assert choose_score("wsdhq_feats", "float", qv, {**dbv, "x": x}) == "float"
     assert choose_score("wshrca", "hamming", qv, dbv) == "aqd"  # a ranking family uses the codes' own search
+
+
+def test_train_and_embed_variants(tmp_path: Path) -> None:
+    """A train variant is a method with its own options and embed_tags variant, saved under its own name."""
+    from tagcode.stages import run_stage
+    from tagcode.stages.train import Config, resolve_variant
+    from tagcode.tags.embedding import read_embedding
+    from tests.tiny_dataset import build_tiny_dataset
+
+    ds = build_tiny_dataset(tmp_path / "ds", n_per_class=20)
+    prep, tags, emb, feats = (tmp_path / n for n in ("prep", "tags", "emb", "feats"))
+    run_stage("prepare", {"source": "folder", "root": str(ds), "n_query": 4, "image_size": 16, "out": str(prep)})
+    run_stage("clean_tags", {"prepared": str(prep), "min_freq": 2, "out": str(tags)})
+    report = json.loads(run_stage("embed_tags", {"tags": str(tags), "variants": {
+        "plain": {"graph": False, "merge": False, "normalize": False}}, "out": str(emb)}))
+    main, plain = read_embedding(emb), read_embedding(emb, "plain")
+    assert report["variants"]["plain"]["normalize"] is False and report["variants"]["plain"]["graph_edges"] == 0
+    np.testing.assert_allclose(np.linalg.norm(main.vectors, axis=1), 1.0, rtol=1e-5)
+    assert np.linalg.norm(plain.vectors, axis=1).mean() > 1.5  # GloVe 50-d raw norms are ~3-6
+    with pytest.raises(TagcodeError, match=r"no embedding variant 'minilm'.*plain"):
+        read_embedding(emb, "minilm")
+    with pytest.raises(TagcodeError, match="embed_tags variant 'x': graph"):
+        run_stage("embed_tags", {"tags": str(tags), "variants": {"x": {"graph": "maybe"}}, "out": str(tmp_path / "e")})
+    run_stage("features", {"prepared": str(prep), "backbone": "tiny_cnn", "progress": False, "out": str(feats)})
+    variants = {"itq_short": {"method": "itq", "options": {"iterations": 2}, "embedding": "plain"},
+                "loop": {"method": "itq_short"}}
+    cfg = Config(method="itq_short", bits=16, variants=variants, prepared=str(prep), features=str(feats),
+                 embed=str(emb), tracking=False, out=str(tmp_path / "m"))
+    assert resolve_variant(cfg).options == {"iterations": 2} and resolve_variant(cfg).embedding == "plain"
+    run_stage("train", cfg.model_dump())
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (saved["name"], saved["label"], saved["options"]["iterations"]) == ("itq", "itq_short", 2)
+    run_stage("encode", {"model": str(tmp_path / "m"), "prepared": str(prep), "features": str(feats),
+                         "out": str(tmp_path / "c")})
+    assert json.loads((tmp_path / "c" / "meta.json").read_text())["method"] == "itq_short"
+    with pytest.raises(TagcodeError, match="variant 'loop' names another variant"):
+        run_stage("train", {**cfg.model_dump(), "method": "loop"})

@@ -69,10 +69,19 @@ class CaffeNet(Backbone):
         h = self.dropout(torch.relu(self.fc6(self.features(x).flatten(1))))
         return self.dropout(torch.relu(self.fc7(h)))
 
-    def load_npy(self, path: str) -> None:
-        """Port TF-layout ``{layer: [W, b]}`` weights (conv1–fc7; other layers such as fc8 are ignored)."""
+    def load_npy(self, path: str, allow_pickle: bool = False) -> None:
+        """Port TF-layout ``{layer: [W, b]}`` weights (conv1–fc7; other layers such as fc8 are ignored).
+
+        DeepHash's ``.npy`` is a pickled dict, and unpickling runs whatever code the file holds: it is
+        refused unless ``allow_pickle`` (the features stage's ``allow_pickle`` option) says the file is trusted.
+        """
         try:
-            data = np.load(path, allow_pickle=True, encoding="latin1").item()
+            data = np.load(path, allow_pickle=allow_pickle, encoding="latin1").item()
+        except ValueError as exc:
+            if not allow_pickle and "allow_pickle" in str(exc) and _is_npy(path):
+                raise TagcodeError(f"{path}: CaffeNet .npy weights are a pickled dict, and unpickling can run "
+                                   f"arbitrary code; set allow_pickle: true only for a file you trust") from None
+            raise TagcodeError(f"{path}: not a CaffeNet .npy weights dict ({one_line(exc)})") from None
         except FileNotFoundError:
             raise TagcodeError(f"{path}: weights file not found") from None
         except Exception as exc:  # np.load/.item raise many types for files that are not a pickled dict
@@ -91,6 +100,12 @@ class CaffeNet(Backbone):
         state |= {"fc6.weight": torch.from_numpy(w6.T.copy()), "fc6.bias": torch.from_numpy(b6),
                   "fc7.weight": torch.from_numpy(w7.T.copy()), "fc7.bias": torch.from_numpy(b7)}
         load_state(self, state, path)
+
+
+def _is_npy(path: str) -> bool:
+    """True when the file starts with the .npy magic (an object array inside is then a pickle)."""
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
 
 
 def _layer(data: dict, name: str, path: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -132,12 +147,13 @@ class AlexNet(Backbone):
 
 @BACKBONES.register("alexnet_caffe")
 def alexnet_caffe(*, weights: str | None = None, pretrained: bool = True,
-                  channels: Literal["RGB", "BGR"] = "RGB") -> Backbone:
-    """CaffeNet (WSDHQ) with weights from a DeepHash-style TF-layout ``.npy``; ``channels`` as in the module doc."""
+                  channels: Literal["RGB", "BGR"] = "RGB", allow_pickle: bool = False) -> Backbone:
+    """CaffeNet (WSDHQ) with weights from a DeepHash-style TF-layout ``.npy`` (a pickle: loaded only with
+    ``allow_pickle=True``); ``channels`` as in the module doc."""
     require_weights("alexnet_caffe", weights, pretrained)
     net = CaffeNet(channels=channels)
     if weights is not None:
-        net.load_npy(weights)
+        net.load_npy(weights, allow_pickle=allow_pickle)
     return net
 
 

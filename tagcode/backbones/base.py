@@ -51,7 +51,16 @@ class Backbone(nn.Module):
 
 def create_backbone(name: str, *, weights: str | None = None, pretrained: bool = True, **kwargs: Any) -> Backbone:
     """Build backbone ``name`` in eval mode from a ``weights`` file, its packaged weights, or random init
-    (``pretrained=False``); ``kwargs`` are backbone options such as ``size``."""
+    (``pretrained=False``); ``kwargs`` are backbone options such as ``size``. An option the backbone does not
+    take is a one-line error (the AlexNets have a fixed input size)."""
+    import inspect
+
+    accepted = [p for p in inspect.signature(BACKBONES.get(name)).parameters if p not in ("weights", "pretrained")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        fix = " (its input size is fixed: set input_size to none, --input-size none)" if "size" in unknown else ""
+        raise TagcodeError(f"backbone {name!r} has no option {unknown[0]!r}{fix}; options: "
+                           f"{', '.join(accepted) or 'none'}")
     net = BACKBONES.create(name, weights=weights, pretrained=pretrained, **kwargs)
     net.name = name
     return net.eval()

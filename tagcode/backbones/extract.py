@@ -26,9 +26,10 @@ import torch
 from tagcode.backbones.base import Backbone
 from tagcode.backbones.transforms import to_tensor
 from tagcode.data.cache import ImageCache
+from tagcode.data.features import read_features
 from tagcode.device import resolve_device
 from tagcode.errors import TagcodeError, check_unique_ids
-from tagcode.io import atomic_path
+from tagcode.io import atomic_path, read_json
 
 FORMAT = "tagcode-features/1"
 
@@ -43,7 +44,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 def extract_features(cache: ImageCache, backbone: Backbone, out_dir: str | Path, *, batch_size: int = 64,
-                     device: str = "auto", resume: bool = True, progress: bool = True,
+                     device: str = "auto", resume: bool = True, progress: bool | None = None,
                      ids: Sequence[str] | None = None, chunk_batches: int = 8,
                      on_chunk: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run ``backbone`` (moved to ``device``, in eval mode) over the cached images, or only ``ids`` in that order.
@@ -51,7 +52,7 @@ def extract_features(cache: ImageCache, backbone: Backbone, out_dir: str | Path,
     ``on_chunk(done, total)`` is called after each chunk is saved. Returns ``{n, dim, seconds, resumed_from,
     device}``, ``resumed_from`` being the number of images taken from an interrupted run.
     """
-    from tqdm import tqdm
+    from tagcode.progress import progress as progress_bar
 
     if batch_size < 1 or chunk_batches < 1:
         raise TagcodeError(f"batch_size and chunk_batches must be positive, got {batch_size} and {chunk_batches}")
@@ -74,8 +75,8 @@ def extract_features(cache: ImageCache, backbone: Backbone, out_dir: str | Path,
     model = backbone.to(dev).eval()
     start = time.perf_counter()
     try:
-        with torch.inference_mode(), tqdm(total=n, initial=resumed_from, disable=not progress, unit="img",
-                                          desc=f"features {meta['backbone']}") as bar:
+        with torch.inference_mode(), progress_bar(n, f"features {meta['backbone']}", enabled=progress,
+                                                  initial=resumed_from) as bar:
             for c in range(n_chunks):
                 if c in done:
                     continue
@@ -144,3 +145,25 @@ def _publish(out_dir: Path, partial: Path, n_chunks: int, row_ids: list[str], me
         del x
         (staged / "ids.json").write_text(json.dumps(row_ids), encoding="utf-8")
         (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def merge_features(parts: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Join feature directories of consecutive shards into one, rows in order (the same bytes as an
+    unsharded run); the parts must share backbone, preprocessing and weights. Returns the merged meta."""
+    if not parts:
+        raise TagcodeError("no feature shards to merge")
+    metas = [read_json(Path(p) / "meta.json") for p in parts]
+    keep = [{k: v for k, v in m.items() if k != "n"} for m in metas]
+    if any(k != keep[0] for k in keep[1:]):
+        raise TagcodeError(f"{parts[0]}: feature shards disagree on backbone, preprocessing or weights")
+    loaded = [read_features(p) for p in parts]
+    ids = [str(i) for part_ids, _ in loaded for i in part_ids]
+    check_unique_ids(ids, "merged feature shards")
+    meta = {**metas[0], "n": len(ids)}
+    with atomic_path(out_dir) as staged:
+        staged.mkdir()
+        with open(staged / "features.npy", "wb") as fh:
+            np.save(fh, np.concatenate([x for _, x in loaded]).astype(np.float32, copy=False))
+        (staged / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
+        (staged / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return meta

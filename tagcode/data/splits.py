@@ -29,6 +29,10 @@ Protocols:
   records have ``origin``, the pool lists ``database_img.txt`` images (``origin`` ``train``) before
   ``test_img.txt`` ones, as the authors concatenated those lists, each part in id order (the list files'
   own order is not kept by the source, so an exact NUS reproduction also needs lists in id order).
+- ``wshrca_scaled`` / ``wshrca_nuswide_scaled``: the same shuffle, with the paper's sizes scaled to the
+  pool: ``n_train`` = ⌊pool · 16,000/18,000⌋ (NUS-WIDE: ⌊pool · 100,000/102,000⌋), ``n_query`` the next
+  ⌊pool · 2,000/18,000⌋ (⌊pool · 2,000/102,000⌋) images; for a subset of the dataset. The paper-size
+  protocol on a pool too small for it is an error that names the scaled protocol and the preset using it.
 - ``wsdhq`` (WSDHQ style, separate sets): ``n_query`` (2,000) queries drawn with
   ``numpy.random.default_rng(seed)`` (``seed`` 0) from the images with ≥1 label; the database is every other
   image (or its first ``n_database`` in id order); ``n_train`` training images are drawn from the database
@@ -47,6 +51,7 @@ import functools
 import inspect
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,10 +101,21 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, list | tuple | np.ndarray | pd.Series) else []
 
 
+# A paper-size protocol → (the protocol that scales it to the data, the dataset preset that uses that one).
+SCALED = {"wshrca": ("wshrca_scaled", "mirflickr_subset"),
+          "wshrca_nuswide": ("wshrca_nuswide_scaled", "nuswide_subset")}
+
+
 def _need(available: int, needed: int, protocol: str, what: str) -> None:
-    """One-line error when a protocol needs more images than there are."""
+    """One-line error when a protocol needs more images than there are (naming the scaled protocol, if any)."""
     if needed > available:
-        raise TagcodeError(f"split {protocol!r}: {what} needs {needed} images but only {available} are available")
+        hint = ""
+        if protocol in SCALED:
+            scaled, dataset = SCALED[protocol]
+            hint = (f"; for a subset use protocol {scaled!r} (dataset preset {dataset!r}), whose sizes follow the "
+                    "data")
+        raise TagcodeError(f"split {protocol!r}: {what} needs {needed} images but only {available} are "
+                           f"available{hint}")
 
 
 def _database_and_train(split: np.ndarray, rows: _Rows, rng: np.random.Generator, protocol: str,
@@ -126,8 +142,9 @@ def _database_and_train(split: np.ndarray, rows: _Rows, rng: np.random.Generator
 
 
 def wshrca(records: pd.DataFrame, *, vocabulary: list[str] | None = None, seed: int = 66, n_train: int = 16_000,
-           n_query: int = 2_000) -> Split:
-    """WSHRCA: one ``random.shuffle`` of the clean pool; train = database, then the queries (module docstring)."""
+           n_query: int = 2_000, name: str = "wshrca", scale: bool = False) -> Split:
+    """WSHRCA: one ``random.shuffle`` of the clean pool; train = database, then the queries (module docstring).
+    With ``scale``, ``n_train`` and ``n_query`` are the paper's sizes, scaled to the pool's size."""
     rows = _rows(records, vocabulary)
     reason = rows.tag_reason()
     reason[(reason == "") & ~rows.has_labels] = "no labels"
@@ -135,7 +152,13 @@ def wshrca(records: pd.DataFrame, *, vocabulary: list[str] | None = None, seed: 
     if "origin" in records.columns:  # NUS-WIDE: the database list came before the test list
         order = order[np.argsort(records["origin"].to_numpy()[order] == "test", kind="stable")]
     pool = [int(i) for i in order if reason[i] == ""]
-    _need(len(pool), n_train + n_query, "wshrca", f"train ({n_train}) + query ({n_query})")
+    if scale:
+        total = n_train + n_query
+        n_train, n_query = len(pool) * n_train // total, len(pool) * n_query // total
+        if n_query < 1 or n_train < 1:
+            raise TagcodeError(f"split {name!r}: a pool of {len(pool)} images (≥1 vocabulary tag and ≥1 label) "
+                               "is too small to scale to")
+    _need(len(pool), n_train + n_query, name, f"train ({n_train}) + query ({n_query})")
     random.Random(seed).shuffle(pool)  # == random.seed(seed); random.shuffle(pool), without the global state
     split = np.full(len(records), "unused", dtype=object)
     split[pool[:n_train]] = "database"
@@ -195,8 +218,21 @@ def official(records: pd.DataFrame, *, vocabulary: list[str] | None = None, seed
     return split, train, {"seed": seed, "n_query": len(chosen), **report}
 
 
+def _scaled(fn: Callable[..., Split], name: str, *, seed: int, n_train: int = 16_000, n_query: int = 2_000
+            ) -> Callable[..., Split]:
+    """``fn`` with its paper sizes scaled to the pool; it takes only ``seed`` (the sizes follow the data)."""
+
+    def protocol(records: pd.DataFrame, *, vocabulary: list[str] | None = None, seed: int = seed) -> Split:
+        return fn(records, vocabulary=vocabulary, seed=seed, n_train=n_train, n_query=n_query, name=name, scale=True)
+
+    protocol.__doc__ = f"{name}: the paper's split with sizes scaled to the pool (module docstring)."
+    return protocol
+
+
 SPLIT_PROTOCOLS.register("wshrca")(wshrca)
-SPLIT_PROTOCOLS.register("wshrca_nuswide")(functools.partial(wshrca, seed=25, n_train=100_000))
+SPLIT_PROTOCOLS.register("wshrca_nuswide")(functools.partial(wshrca, seed=25, n_train=100_000, name="wshrca_nuswide"))
+SPLIT_PROTOCOLS.register("wshrca_scaled")(_scaled(wshrca, "wshrca_scaled", seed=66))
+SPLIT_PROTOCOLS.register("wshrca_nuswide_scaled")(_scaled(wshrca, "wshrca_nuswide_scaled", seed=25, n_train=100_000))
 SPLIT_PROTOCOLS.register("wsdhq")(wsdhq)
 SPLIT_PROTOCOLS.register("wsdhq_nuswide")(functools.partial(wsdhq, n_query=5_000, n_train=10_000))
 SPLIT_PROTOCOLS.register("random")(random_split)
@@ -221,7 +257,7 @@ def assign_split(records: pd.DataFrame, protocol: str, *, vocabulary: list[str] 
     accepted = inspect.signature(fn).parameters
     for key, value in options.items():
         if key not in accepted:
-            takes = ", ".join(p for p in accepted if p not in ("records", "vocabulary"))
+            takes = ", ".join(p for p in accepted if p in sizes)
             raise TagcodeError(f"split {protocol!r}: option {key} is not used by this protocol (it takes {takes})")
         if key != "seed" and value < 0:
             raise TagcodeError(f"split {protocol!r}: {key} must be ≥ 0, got {value}")

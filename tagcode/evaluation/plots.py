@@ -21,10 +21,12 @@ def plot_pr_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
 
 def plot_map_vs_bits(panels: Mapping[str, Iterable[tuple[str, int, float]]], path: str | Path, *,
-                     references: Mapping[str, Mapping[str, float]] | None = None) -> None:
+                     references: Mapping[str, Mapping[str, float]] | None = None,
+                     chance: Mapping[str, float] | None = None) -> None:
     """mAP against code length: one panel per protocol (``title → rows of (method, bits, mAP)``), one line
-    per method, plus dashed horizontal lines for ``references`` (``title → {label: mAP}``, e.g. the
-    uncompressed features), to a PNG."""
+    per method, dashed horizontal lines for ``references`` (``title → {label: mAP}``, e.g. the
+    uncompressed features) and a dotted one for ``chance`` (``title → random-ranking mAP``), to a PNG.
+    The y-axis starts at 0, so gaps between methods are drawn to scale."""
     fig, axes = _figure(max(1, len(panels)))
     for ax, (title, rows) in zip(axes, panels.items(), strict=False):
         by_method: dict[str, list[tuple[int, float]]] = {}
@@ -35,7 +37,10 @@ def plot_map_vs_bits(panels: Mapping[str, Iterable[tuple[str, int, float]]], pat
             ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=method)
         for label, value in sorted((references or {}).get(title, {}).items()):
             ax.axhline(float(value), color="0.3", linestyle="--", linewidth=1, label=label)
+        if title in (chance or {}):
+            ax.axhline(float(chance[title]), color="0.5", linestyle=":", linewidth=1.5, label="random ranking")
         ax.set(xlabel="bits", ylabel="mAP", title=title)
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()

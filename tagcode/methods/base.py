@@ -56,6 +56,7 @@ class Method(ABC):
         self.bits, self.seed, self.options = int(bits), int(seed), self.opts.model_dump()
         self.arrays: dict[str, np.ndarray] = {}
         self.meta: dict[str, Any] = {}
+        self.label = self.name  # what results call it: the method, or the train stage's variant name
 
     @property
     def input(self) -> Literal["features", "images"]:
@@ -85,8 +86,8 @@ class Method(ABC):
 
         if not self.arrays:
             raise TagcodeError(f"{self.name}: nothing to save, the method is not fitted")
-        config = {"name": self.name, "bits": self.bits, "seed": self.seed, "options": self.options,
-                  "meta": self.meta}
+        config = {"name": self.name, "label": self.label, "bits": self.bits, "seed": self.seed,
+                  "options": self.options, "meta": self.meta}
         with atomic_path(path) as tmp:
             tmp.mkdir()
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -110,6 +111,7 @@ class Method(ABC):
         if not isinstance(method, cls):
             raise TagcodeError(f"{path}: holds a {config['name']!r} model, not {cls.__name__}")
         method.arrays, method.meta = arrays, config.get("meta", {})
+        method.label = config.get("label", method.name)
         method.restore()
         return method
 

@@ -10,11 +10,24 @@ codebook, so bits = 8·M (8–64 bits: M = 1–8), and all export full-dimension
 faiss's PQ needs d divisible by M: PQ and OPQ zero-pad the features to the next multiple of M for
 training and encoding, and the exported codebooks drop the padded columns again, which changes no inner
 product with a (zero-padded) query.
+
+Training-size needs are checked before any native call: a quantizer needs ≥ 256 training images (256
+codewords per codebook), ITQ needs bits ≤ both the feature dims and the images. OPQ's rotation needs more
+images than dims (faiss's ``OPQMatrix`` crashes otherwise); with fewer, OPQ is learned in the top n − 1
+PCA directions of the training set (a documented fallback, recorded as ``basis`` in the model).
+
+Same params and seed give the same arrays on any core count: ITQ, PQ, OPQ and LSQ train and encode with
+exactly ``threads`` (default 2, the project machine's cores) BLAS and OpenMP threads, whatever the machine
+has, since faiss's k-means and OPQ updates and BLAS reductions sum in a thread-dependent order. Exact
+equality cannot be promised across CPU architectures whose BLAS kernels round differently, nor on a GPU
+(none of these run there today).
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -27,15 +40,48 @@ from tagcode.methods.trainset import TrainSet
 from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
 
 
+@contextlib.contextmanager
+def fixed_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` BLAS (threadpoolctl) and faiss OpenMP threads, restoring them after, so
+    reductions sum in the same order on every machine."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+class ThreadOptions(Options):
+    """Options of the baselines whose native reductions depend on the thread count."""
+
+    threads: int = Field(2, ge=1, description="BLAS and faiss OpenMP threads while training and encoding (fixed, "
+                                              "so the bits do not depend on the machine's core count)")
+
+
 class _Baseline(Method):
-    """Fits on centred, L2-normalised features; ``_fit`` sees the preprocessed training set. Tags are ignored."""
+    """Fits on centred, L2-normalised features; ``_fit`` sees the preprocessed training set. Methods with a
+    ``threads`` option train and encode under :func:`fixed_threads`."""
 
     def fit(self, train: TrainSet, *, log: LogFn | None = None, checkpoint_dir: str | Path | None = None) -> Self:
         train.require(self.name, "features")
         x = as_features(train.features, self.name)
+        self.check_training_size(x)
         self.arrays = {"mean": x.mean(axis=0)}
-        self._fit(self._prep(x))
+        with self._threads():
+            self._fit(self._prep(x))
         return self
+
+    def check_training_size(self, x: np.ndarray) -> None:
+        """Raise a one-line TagcodeError when ``x`` (n, d) is too small to train on (before any native call)."""
+
+    def _threads(self) -> contextlib.AbstractContextManager[None]:
+        threads = self.options.get("threads")
+        return contextlib.nullcontext() if threads is None else fixed_threads(threads)
 
     @abstractmethod
     def _fit(self, x: np.ndarray) -> None: ...
@@ -62,7 +108,8 @@ class _Binary(_Baseline):
                                "(8, 16, 32, 64, ...)")
 
     def encode(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes:
-        bits = self._prep(x) @ self.arrays["w"] > self.arrays["t"]
+        with self._threads():
+            bits = self._prep(x) @ self.arrays["w"] > self.arrays["t"]
         return BinaryCodes(ids=ids, bits=np.packbits(bits, axis=1), nbits=self.bits)
 
     def encode_query(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes:
@@ -90,13 +137,15 @@ class ITQ(_Binary):
 
     name = "itq"
 
-    class Options(Options):
+    class Options(ThreadOptions):
         iterations: int = Field(50, ge=0, description="alternating code/rotation updates")
 
-    def _fit(self, x: np.ndarray) -> None:
+    def check_training_size(self, x: np.ndarray) -> None:
         if self.bits > min(x.shape):
             raise TagcodeError(f"method 'itq' cannot make {self.bits}-bit codes from {x.shape[1]}-dim features "
                                f"and {len(x)} training images: it supports bits ≤ both")
+
+    def _fit(self, x: np.ndarray) -> None:
         x = x.astype(np.float64)
         _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
         pca = vt[: self.bits].T
@@ -124,23 +173,28 @@ class _Quantizer(_Baseline):
     def m(self) -> int:
         return self.bits // 8
 
-    def fit(self, train: TrainSet, *, log: LogFn | None = None, checkpoint_dir: str | Path | None = None) -> Self:
-        if len(train) < 256:
+    Options = ThreadOptions
+
+    def check_training_size(self, x: np.ndarray) -> None:
+        if len(x) < 256:
             raise TagcodeError(f"{self.name}: 256 codewords per codebook need at least 256 training images, "
-                               f"got {len(train)}")
-        return super().fit(train, log=log, checkpoint_dir=checkpoint_dir)
+                               f"got {len(x)}")
 
     def _padded(self, x: np.ndarray) -> np.ndarray:
         """Zero-pad preprocessed features to a multiple of M dims (faiss PQ's block layout)."""
         return np.ascontiguousarray(np.pad(x, ((0, 0), (0, -x.shape[1] % self.m))))
 
     def encode(self, x: np.ndarray, ids: np.ndarray) -> QuantizedCodes:
-        return QuantizedCodes(ids=ids, codes=self._codes(self._prep(x)), codebooks=self.arrays["codebooks"])
+        with self._threads():
+            codes = self._codes(self._prep(x))
+        return QuantizedCodes(ids=ids, codes=codes, codebooks=self.arrays["codebooks"])
 
     def encode_query(self, x: np.ndarray, ids: np.ndarray) -> QuantizedCodes:
         """The preprocessed float query (AQD) and its codes (SQD)."""
         y = self._prep(x)
-        return QuantizedCodes(ids=ids, codes=self._codes(y), codebooks=self.arrays["codebooks"], x=y)
+        with self._threads():
+            codes = self._codes(y)
+        return QuantizedCodes(ids=ids, codes=codes, codebooks=self.arrays["codebooks"], x=y)
 
     @abstractmethod
     def _codes(self, x: np.ndarray) -> np.ndarray:
@@ -201,32 +255,44 @@ class PQ(_Quantizer):
 
 @METHODS.register("opq")
 class OPQ(_Quantizer):
-    """Optimized PQ (faiss ``OPQMatrix``, ``niter`` rotation updates, 10 by default where faiss uses 50), then
-    PQ retrained on the rotated features as faiss's ``OPQ…,PQ…`` factory does. With y = x·Rᵀ quantized
-    blockwise, x̂ = ŷ·R, so the exported codebooks are the block-sparse ones times R, in the input space."""
+    """Optimized PQ (faiss ``OPQMatrix``, ``niter`` rotation updates, faiss's default 50), then PQ retrained
+    on the rotated features as faiss's ``OPQ…,PQ…`` factory does. With y = x·Rᵀ quantized blockwise,
+    x̂ = ŷ·R, so the exported codebooks are the block-sparse ones times R, in the input space. With no more
+    training images n than dims d, OPQ runs on the projection onto the top n − 1 principal directions
+    P (d, n − 1), and x̂ = ŷ·R·Pᵀ."""
 
     name = "opq"
 
-    class Options(Options):
-        niter: int = Field(10, ge=1, description="OPQ rotation updates")
+    class Options(ThreadOptions):
+        niter: int = Field(50, ge=1, description="OPQ rotation updates (faiss's default)")
+
+    def _project(self, x: np.ndarray) -> np.ndarray:
+        """Features in the space OPQ was trained in (the PCA basis when the fallback was used)."""
+        return x @ self.arrays["basis"] if "basis" in self.arrays else x
 
     def _fit(self, x: np.ndarray) -> None:
         import faiss
 
-        xp = self._padded(x)
-        opq = faiss.OPQMatrix(xp.shape[1], self.m)
+        if len(x) <= x.shape[1]:  # OPQMatrix needs n > d: learn it in the top n - 1 PCA directions
+            _, _, vt = np.linalg.svd(x.astype(np.float64) - x.mean(axis=0), full_matrices=False)
+            self.arrays["basis"] = np.ascontiguousarray(vt[: len(x) - 1].T, dtype=np.float32)
+        y = self._project(x)
+        yp = self._padded(y)
+        opq = faiss.OPQMatrix(yp.shape[1], self.m)
         opq.niter = int(self.options["niter"])
-        inner = _new_pq(xp.shape[1], self.m, self.seed)
+        inner = _new_pq(yp.shape[1], self.m, self.seed)
         opq.pq = inner  # `inner` stays referenced here while faiss uses it
-        opq.train(xp)
-        r = faiss.vector_to_array(opq.A).reshape(xp.shape[1], xp.shape[1])
+        opq.train(yp)
+        r = faiss.vector_to_array(opq.A).reshape(yp.shape[1], yp.shape[1])
         self.arrays["rotation"] = r
-        self.arrays["centroids"] = _train_pq(xp @ r.T, self.m, self.seed)
-        rotated_back = _block_sparse(self.arrays["centroids"]) @ r  # x̂ = ŷ·R
-        self.arrays["codebooks"] = np.ascontiguousarray(rotated_back[:, :, : x.shape[1]])
+        self.arrays["centroids"] = _train_pq(yp @ r.T, self.m, self.seed)
+        rotated_back = (_block_sparse(self.arrays["centroids"]) @ r)[:, :, : y.shape[1]]  # ŷ·R
+        if "basis" in self.arrays:
+            rotated_back = rotated_back @ self.arrays["basis"].T  # back from the PCA subspace
+        self.arrays["codebooks"] = np.ascontiguousarray(rotated_back, dtype=np.float32)
 
     def _codes(self, x: np.ndarray) -> np.ndarray:
-        return _pq_codes(self._padded(x) @ self.arrays["rotation"].T, self.arrays["centroids"])
+        return _pq_codes(self._padded(self._project(x)) @ self.arrays["rotation"].T, self.arrays["centroids"])
 
 
 @METHODS.register("lsq")
@@ -237,7 +303,7 @@ class LSQ(_Quantizer):
 
     name = "lsq"
 
-    class Options(Options):
+    class Options(ThreadOptions):
         train_iters: int = Field(10, ge=1, description="LSQ training iterations (faiss default 25)")
         encode_ils_iters: int = Field(16, ge=1, description="iterated local search steps per encoding")
 

@@ -94,9 +94,10 @@ class TrainSet:
 
 
 def load_trainset(prepared: str | Path, *, features: str | Path | None = None, embed: str | Path | None = None,
-                  images: bool = False) -> TrainSet:
+                  embedding: str | None = None, images: bool = False) -> TrainSet:
     """The TrainSet of a prepared dataset: its training ids (``train`` in the manifest) with their features,
-    image cache (``images=True``) and, from an embed_tags output, tags and tag vectors. No labels are read."""
+    image cache (``images=True``) and, from an embed_tags output (its named variant ``embedding``), tags and
+    tag vectors. No labels are read."""
     from tagcode.data.features import features_for
     from tagcode.data.manifest import read_manifest
     from tagcode.tags.embedding import read_embedding
@@ -109,6 +110,6 @@ def load_trainset(prepared: str | Path, *, features: str | Path | None = None, e
     cache = ImageCache(Path(prepared) / "images") if images else None
     tags = vectors = names = None
     if embed is not None:
-        emb = read_embedding(embed)
+        emb = read_embedding(embed, embedding)
         tags, vectors, names = emb.matrix.rows(ids), emb.vectors, emb.names
     return TrainSet(ids=ids, features=x, images=cache, tags=tags, tag_vectors=vectors, tag_names=names)

@@ -11,13 +11,15 @@ On disk a set is one directory: ``meta.json`` (kind, counts, shapes) and ``array
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tagcode.errors import TagcodeError, check_unique_ids
+from tagcode.errors import TagcodeError, check_unique_ids, one_line
 from tagcode.io import atomic_path
 
 
@@ -113,6 +115,27 @@ def views(codes: Codes) -> dict[str, np.ndarray]:
             and isinstance(v := getattr(codes, f.name), np.ndarray)}
 
 
+def concat_codes(parts: list[Codes]) -> Codes:
+    """Rows of several sets of one kind in order (database shards back into one set); the shared
+    parameters (``nbits``, ``codebooks``) must be identical, duplicate ids are refused."""
+    if not parts:
+        raise TagcodeError("no code sets to concatenate")
+    cls = type(parts[0])
+    if any(type(p) is not cls for p in parts):
+        raise TagcodeError(f"cannot concatenate different code kinds: {sorted({type(p).__name__ for p in parts})}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        first = getattr(parts[0], f.name)
+        if f.name == "codebooks" or not isinstance(first, np.ndarray):
+            if any(not np.array_equal(getattr(p, f.name), first) for p in parts[1:]):
+                raise TagcodeError(f"code sets disagree on {f.name}; they come from different models")
+            values[f.name] = first
+        else:
+            values[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
+    check_unique_ids(values["ids"], "concatenated code sets")
+    return cls(**values)
+
+
 def save_codes(codes: Codes, path: str | Path) -> None:
     """Write one set as ``path/{meta.json,arrays.npz}``, atomically; duplicate ids are refused."""
     check_unique_ids(codes.ids, path)
@@ -132,14 +155,20 @@ def save_codes(codes: Codes, path: str | Path) -> None:
 def load_codes(path: str | Path) -> Codes:
     """Read a set written by :func:`save_codes` (the container type is recorded in ``meta.json``)."""
     path = Path(path)
+    npz = path / "arrays.npz"
     try:
         meta = json.loads((path / "meta.json").read_text())
-        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+        with open(npz, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # np.load would otherwise try a pickle and blame allow_pickle
+                raise TagcodeError(f"{npz}: not an .npz archive (damaged or overwritten; re-run `tagcode encode`)")
+        with np.load(npz, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise TagcodeError(f"{path}: no codes here (run `tagcode encode` first)") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise TagcodeError(f"{npz}: damaged .npz archive ({one_line(exc)}; re-run `tagcode encode`)") from None
     except (ValueError, OSError, json.JSONDecodeError) as exc:
-        raise TagcodeError(f"{path}: unreadable codes ({exc})") from None
+        raise TagcodeError(f"{path}: unreadable codes ({one_line(exc)})") from None
     if meta.get("kind") not in _KINDS:
         raise TagcodeError(f"{path}: unknown code kind {meta.get('kind')!r} in meta.json")
     cls = _KINDS[meta["kind"]]

@@ -34,6 +34,9 @@ class Config(StageConfig):
     strip_punctuation: bool = Field(True, description="collapse whitespace and strip surrounding punctuation")
     split_multiword: bool = Field(False, description="split multi-word tags into words")
     min_length: int = Field(2, ge=1, description="drop tags shorter than this")
+    drop_numeric: bool = Field(True, description="drop tags without a letter (2007, 360°: dates and counters); "
+                                                 "false (with min_length 1 and no stop list) keeps a reference "
+                                                 "vocabulary such as MIRFlickr's 1,386 common tags whole")
     stop_list: list[str] | Literal["mirflickr"] = Field(
         default_factory=list, description="tags to drop: a list, or 'mirflickr' for the built-in camera/meta list")
     min_freq: int = Field(5, ge=1, description="keep tags carried by at least this many training images")
@@ -67,7 +70,7 @@ def rules_from(cfg: Config, meta: dict[str, Any]) -> CleanRules:
     stop = DEFAULT_MIRFLICKR_STOP_LIST if cfg.stop_list == "mirflickr" else tuple(cfg.stop_list)
     return CleanRules(
         normalize=cfg.normalize, split_multiword=cfg.split_multiword, strip_punctuation=cfg.strip_punctuation,
-        min_length=cfg.min_length, stop_list=tuple(stop), min_freq=cfg.min_freq,
+        min_length=cfg.min_length, drop_numeric=cfg.drop_numeric, stop_list=tuple(stop), min_freq=cfg.min_freq,
         vocabulary=_vocabulary(cfg.vocabulary, meta),
         blocked=tuple(meta.get("blocked_tags") or ()) if cfg.block_category_names else (),
     )
@@ -102,4 +105,4 @@ def format_summary(report: dict[str, Any]) -> str:
     return (f"clean_tags: {report.get('kept_tags')} tags kept; dropped ({dropped or 'none'}); "
             f"{report.get('images_without_tags')} images without tags "
             f"({report.get('train_images_without_tags')} of them training images, excluded from training); "
-            f"{report['train_usable']} training images")
+            f"{report['train_usable']} training images with ≥1 kept tag (of prepare's training images)")

@@ -18,6 +18,7 @@ from tagcode.data.features import features_for
 from tagcode.data.manifest import read_manifest
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
+from tagcode.tracking.run import copy_run_ref
 
 
 class Config(StageConfig):
@@ -26,11 +27,16 @@ class Config(StageConfig):
     model: str = Field("models/itq-32", description="model directory written by the train stage")
     prepared: str = Field("data/prepared", description="output directory of the prepare stage")
     features: str = Field("data/features", description="output directory of the features stage")
+    shard: int = Field(0, ge=0, description="this run's shard of the database (scale-out; merge_shards joins "
+                                            "the shards and builds the index)")
+    num_shards: int = Field(1, ge=1, description="number of database shards (contiguous ranges in manifest "
+                                                 "order); every shard encodes all queries")
     out: str = Field("codes/itq-32", description="output directory")
 
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns a summary."""
+    from tagcode.data.shards import shard_slice
     from tagcode.methods import load_method
     from tagcode.retrieval.codes import save_codes
     from tagcode.retrieval.index import to_faiss_index, write_index
@@ -40,6 +46,7 @@ def run(cfg: Config) -> dict[str, Any]:
     if len(db_ids) == 0 or len(q_ids) == 0:
         raise TagcodeError(f"{cfg.prepared}: the split needs query and database images "
                            f"(query {len(q_ids)}, database {len(db_ids)})")
+    db_ids = db_ids[shard_slice(len(db_ids), cfg.num_shards, cfg.shard)]
     if method.input == "images":
         cache = ImageCache(Path(cfg.prepared) / "images")
         x_db, x_q = cache.view(db_ids), cache.view(q_ids)
@@ -50,10 +57,12 @@ def run(cfg: Config) -> dict[str, Any]:
         out.mkdir()
         save_codes(database, out / "database")
         save_codes(query, out / "query")
-        write_index(to_faiss_index(database), out / "index.faiss")
-        summary = {"method": method.name, "bits": method.bits, "kind": method.kind, "database": len(db_ids),
+        if cfg.num_shards == 1:  # a shard's index is built by merge_shards over the whole database
+            write_index(to_faiss_index(database), out / "index.faiss")
+        summary = {"method": method.label, "bits": method.bits, "kind": method.kind, "database": len(db_ids),
                    "query": len(q_ids), "out": cfg.out}
         write_json(out / "meta.json", summary)
+        copy_run_ref(cfg.model, out)  # the MLflow run of the model, so evaluate logs on it
     return summary
 
 

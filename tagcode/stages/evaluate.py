@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from tagcode.config import StageConfig
 from tagcode.data.manifest import read_labels
 from tagcode.errors import TagcodeError
 from tagcode.io import read_json, write_json
+from tagcode.tracking import TrackedConfig
 
 # Which registered protocol carries each family's conventions (score, k, AP normaliser, empty-query policy).
 FAMILIES = {"wsdhq": "wsdhq", "wsdhq_sqd": "wsdhq_sqd", "wsdhq_feats": "wsdhq_feats",
@@ -30,14 +30,15 @@ FAMILIES = {"wsdhq": "wsdhq", "wsdhq_sqd": "wsdhq_sqd", "wsdhq_feats": "wsdhq_fe
 RANKING_FAMILIES = {"wsdhq", "wshrca", "wshrca_nuswide", "at5000", "at100"}
 
 
-class Config(StageConfig):
+class Config(TrackedConfig):
     """Options of the evaluate stage."""
 
     codes: str = Field("codes/itq-32", description="output directory of the encode stage")
     prepared: str = Field("data/prepared", description="output directory of the prepare stage")
     protocols: list[str] = Field(default_factory=lambda: ["wsdhq", "wshrca"],
                                  description=f"protocol families: {', '.join(FAMILIES)}")
-    p_at: list[int] = Field(default_factory=lambda: [10, 100, 1000], description="cut-offs for precision@N")
+    p_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10, 100, 1000],
+                                                    description="cut-offs for precision@N")
     out: str = Field("metrics/itq-32", description="output directory")
 
 
@@ -61,10 +62,19 @@ def choose_score(family: str, protocol_score: str, query: dict[str, Any], databa
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    """Run the stage; returns the metrics also written to ``metrics.json``."""
+    """Run the stage; returns the metrics also written to ``metrics.json``. With tracking on, they and the
+    PR curve are logged on the model's MLflow run (named by ``tracking.json`` in the codes directory)."""
+    from tagcode.data.listing import split_fingerprint
+    from tagcode.data.manifest import read_manifest
+    from tagcode.evaluation.chance import random_map
     from tagcode.evaluation.plots import plot_pr_curves
     from tagcode.evaluation.protocols import PROTOCOLS, evaluate, metric_key
     from tagcode.retrieval.codes import load_codes, views
+    from tagcode.tracking.run import read_run_ref
+    ref = read_run_ref(cfg.codes) if cfg.tracking else None
+    if ref is not None:
+        from tagcode.tracking.backend import probe
+        probe(ref.tracking_uri)
     database, query = load_codes(Path(cfg.codes) / "database"), load_codes(Path(cfg.codes) / "query")
     manifest = Path(cfg.prepared) / "manifest.parquet"
     db_labels, _ = read_labels(manifest, list(database.ids))
@@ -82,21 +92,28 @@ def run(cfg: Config) -> dict[str, Any]:
             unavailable[family] = (f"needs the {protocol.score} views; the codes offer query {sorted(q_views)}, "
                                    f"database {sorted(db_views)}")
             continue
-        res = evaluate(dataclasses.replace(protocol, score=score), query=q_views, database=db_views,
+        protocol = dataclasses.replace(protocol, score=score)
+        res = evaluate(protocol, query=q_views, database=db_views,
                        q_labels=q_labels, db_labels=db_labels, p_at=tuple(cfg.p_at), on_unlabelled="skip")
+        res["random_map"] = random_map(protocol, q_labels, db_labels)  # the chance level, exact
         results[family] = res
         curves[family] = (res["pr"]["precision"], res["pr"]["recall"])
     meta = read_json(Path(cfg.codes) / "meta.json")
     scalars = {metric_key(f"{fam}_map@{'all' if r['k'] is None else r['k']}"): r["map"] for fam, r in results.items()}
     metrics = {"method": meta["method"], "bits": meta["bits"], "kind": meta["kind"],
                "score": own_score(q_views, db_views), "queries": len(query.ids), "database": len(database.ids),
+               "fingerprint": split_fingerprint(read_manifest(manifest).meta, list(query.ids), list(database.ids)),
                "protocols": {fam: {k: v for k, v in r.items() if k != "pr"} for fam, r in results.items()},
                "unavailable": unavailable, "scalars": scalars}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     plot_pr_curves(curves, out / "pr_curve.png")
-    return metrics
+    if ref is not None:
+        from tagcode.tracking.run import id_fingerprint, log_evaluation
+        log_evaluation(ref, metrics, id_fingerprint(query.ids, database.ids),
+                       cfg.model_dump(exclude={"tracking"}), [out / "pr_curve.png"])
+    return {**metrics, **({"run_id": ref.run_id} if ref is not None else {})}
 
 
 def format_summary(metrics: dict[str, Any]) -> str:

@@ -5,7 +5,17 @@ Outputs (directory ``out``, published atomically as a whole):
 - ``manifest.parquet``: one row per image (``tagcode.data.manifest``), labels for evaluation only;
 - ``images/``: the decoded-image cache (``tagcode.data.cache``), query and database images only;
 - ``skipped.csv``: every input item that was not used, with the reason;
-- ``report.json``: counts (records, decoded, skipped by reason, split sizes).
+- ``notes.csv``: items that were used but read with a fallback (Latin-1, no tag file), with the note;
+- ``report.json``: counts (records, decoded, skipped and notes by reason, final split sizes, images lost
+  in decoding per split).
+
+Under DVC, prepare depends on ``data/dataset_listing.json`` (``tagcode listing``, ``tagcode.data.listing``),
+so a changed dataset re-runs it.
+
+Split sizes are counted once, after decoding, and the same numbers appear in the summary, ``report.json``
+and its ``split_report``. "train" here means database images with ≥1 tag (in the source's vocabulary when
+it has one): the images every method trains on. clean_tags and embed_tags count the subset that keeps
+≥1 tag after their filters; the baselines use no tags, so they train on all of prepare's.
 """
 
 from __future__ import annotations
@@ -21,23 +31,24 @@ from pydantic import Field
 from tagcode.config import StageConfig
 from tagcode.data.cache import DEFAULT_SHARD_SIZE, CacheWriter
 from tagcode.data.manifest import write_manifest
-from tagcode.data.splits import assign_split
+from tagcode.data.sources import SOURCES
+from tagcode.data.splits import SPLIT_PROTOCOLS, assign_split
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
+from tagcode.progress import progress
 
 
 class Config(StageConfig):
     """Options of the prepare stage."""
 
-    source: str = Field("openclipart", description="dataset source: openclipart, mirflickr, nuswide, "
-                                                   "fashion_mnist or folder")
+    source: str = Field("openclipart", description="dataset source: " + ", ".join(sorted(SOURCES.names())))
     root: str = Field("/usr/share/openclipart", description="dataset root: a local path or s3://bucket/prefix")
     options: dict[str, Any] = Field(default_factory=dict, description="source-specific options (JSON object)")
-    protocol: str = Field("random", description="split protocol: random, wshrca, wsdhq or official")
-    seed: int | None = Field(None, description="split seed (None: the protocol's default)")
-    n_query: int | None = Field(None, description="number of query images (None: the protocol's default)")
-    n_train: int | None = Field(None, description="number of training images (None: the protocol's default)")
-    n_database: int | None = Field(None, description="cap on database images (None: all the rest)")
+    protocol: str = Field("random", description="split protocol: " + ", ".join(sorted(SPLIT_PROTOCOLS.names())))
+    seed: int | None = Field(None, ge=0, description="split seed (None: the protocol's default)")
+    n_query: int | None = Field(None, ge=1, description="number of query images (None: the protocol's default)")
+    n_train: int | None = Field(None, ge=1, description="number of training images (None: the protocol's default)")
+    n_database: int | None = Field(None, ge=1, description="cap on database images (None: all the rest)")
     limit: int | None = Field(None, ge=1, description="use a seeded random subset of this many records "
                                                       "(quick runs); None: all")
     image_size: int = Field(64, ge=8, le=1024, description="side of the square cached thumbnails, pixels")
@@ -45,7 +56,12 @@ class Config(StageConfig):
     max_pixels: int = Field(40_000_000, ge=1, description="images declaring more pixels are refused as "
                                                            "decompression bombs")
     workers: int = Field(2, ge=1, description="decoding threads")
+    progress: bool | None = Field(None, description="show a progress bar while decoding (None: when stderr is a "
+                                                    "terminal and CI is not set)")
     out: str = Field("data/prepared", description="output directory")
+
+
+TRAIN_DEFINITION = "database images with ≥1 tag"
 
 
 def _subset(records: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
@@ -68,12 +84,14 @@ def _decode_all(frame: pd.DataFrame, loader: Any, cfg: Config, writer: CacheWrit
 
     failed: list[tuple[str, str]] = []
     ids = frame["image_id"].tolist()
-    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+    with ThreadPoolExecutor(max_workers=cfg.workers) as pool, \
+            progress(len(ids), f"prepare {cfg.source}", enabled=cfg.progress) as bar:
         for image_id, result in zip(ids, pool.map(one, frame["image_uri"].tolist()), strict=True):
             if isinstance(result, str):
                 failed.append((image_id, result))
             else:
                 writer.add(image_id, result)
+            bar.update(1)
     return failed
 
 
@@ -100,12 +118,21 @@ def run(cfg: Config) -> dict[str, Any]:
         write_manifest(out / "manifest.parquet", frame, meta)
         skipped = [*src.skipped, *failed]
         pd.DataFrame(skipped, columns=["item", "reason"]).to_csv(out / "skipped.csv", index=False)
-        reasons = collections.Counter(_reason_kind(r) for _, r in skipped)
+        pd.DataFrame(src.notes, columns=["item", "note"]).to_csv(out / "notes.csv", index=False)
+        counts = {s: int((frame["split"] == s).sum()) for s in ("query", "database", "unused")}
+        lost = {s: int((used["split"] == s).to_numpy()[used["image_id"].isin(bad).to_numpy()].sum())
+                for s in ("query", "database")}
+        lost["train"] = int(used["train"].to_numpy()[used["image_id"].isin(bad).to_numpy()].sum())
+        split_report = {**split_report, "counts": counts, "train": int(frame["train"].sum()),
+                        "lost_in_decoding": lost}
         report = {
-            "source": cfg.source, "records": len(src.records), "used_records": len(records),
-            "decoded": len(used) - len(failed), "skipped": len(skipped), "skipped_by_reason": dict(reasons),
-            "split": {s: int((frame["split"] == s).sum()) for s in ("query", "database", "unused")},
-            "train": int(frame["train"].sum()), "labels": len(src.label_names), "split_report": split_report,
+            "source": cfg.source, "root": cfg.root, "records": len(src.records), "used_records": len(records),
+            "decoded": len(used) - len(failed), "skipped": len(skipped),
+            "skipped_by_reason": dict(collections.Counter(_reason_kind(r) for _, r in skipped)),
+            "notes": len(src.notes),
+            "notes_by_reason": dict(collections.Counter(_reason_kind(r) for _, r in src.notes)),
+            "split": counts, "train": split_report["train"], "train_definition": TRAIN_DEFINITION,
+            "labels": len(src.label_names), "split_report": split_report,
         }
         write_json(out / "report.json", report)
     return report
@@ -117,10 +144,13 @@ def _reason_kind(reason: str) -> str:
 
 
 def format_summary(report: dict[str, Any]) -> str:
-    """A short human summary for the CLI."""
+    """A short human summary for the CLI: final split sizes, skips and notes counted apart."""
     s = report["split"]
-    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(report["skipped_by_reason"].items())) or "none"
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(report["skipped_by_reason"].items()))
+    notes = ", ".join(f"{k}: {v}" for k, v in sorted(report.get("notes_by_reason", {}).items()))
     return (f"prepare: {report['used_records']} records from {report['source']}; decoded {report['decoded']} "
-            f"(query {s['query']}, database {s['database']}, train {report['train']}, unused {s['unused']}); "
-            f"{report['labels']} labels; skipped {report['skipped']} ({skipped})")
+            f"(query {s['query']}, database {s['database']}, train {report['train']} = {TRAIN_DEFINITION}, "
+            f"unused {s['unused']}); {report['labels']} labels; skipped {report['skipped']}"
+            + (f" ({skipped})" if skipped else "") + f"; notes {report.get('notes', 0)}"
+            + (f" ({notes})" if notes else ""))
 

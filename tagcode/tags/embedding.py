@@ -3,6 +3,7 @@
 The embed_tags stage writes ``tag_embeddings.npy`` (T × D float32, row t ↔ final tag t),
 ``final_vocab.parquet`` (final_id, tag, members, count) and ``image_tags.npz`` (a TagMatrix over the same
 final tags, in the same order); this is the one place that reads them back and checks they agree.
+Named variants (other word vectors, no graph or merge) live in ``variants/<name>/`` of the same output.
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ class TagEmbedding:
     matrix: TagMatrix
 
 
-def read_embedding(path: str | Path) -> TagEmbedding:
-    """Read an embed_tags output directory; missing files or disagreeing shapes are one-line errors."""
+def read_embedding(path: str | Path, variant: str | None = None) -> TagEmbedding:
+    """Read an embed_tags output directory (or its named ``variant``); missing files or disagreeing shapes are
+    one-line errors."""
     path = Path(path)
+    if variant is not None:
+        if not (path / "variants" / variant).is_dir():
+            known = sorted(p.name for p in (path / "variants").glob("*")) if (path / "variants").is_dir() else []
+            raise TagcodeError(f"{path}: no embedding variant {variant!r} (embed_tags variants: "
+                               f"{', '.join(known) or 'none'})")
+        path = path / "variants" / variant
     try:
         vectors = np.load(path / "tag_embeddings.npy", allow_pickle=False)
     except FileNotFoundError:

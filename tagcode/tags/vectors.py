@@ -1,5 +1,6 @@
-"""Word vectors for tags through gensim ``KeyedVectors``: packaged GloVe, any word2vec/GloVe/gensim file, or a
-Word2Vec trained on the training images' tag lists; with spelling variants and an explicit OOV policy."""
+"""Word vectors for tags through gensim ``KeyedVectors``: a registered source (packaged GloVe, MiniLM-L6 phrase
+embeddings), any word2vec/GloVe/gensim file, or a Word2Vec trained on the training images' tag lists; with
+spelling variants and an explicit OOV policy."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from tagcode.errors import TagcodeError
+from tagcode.registry import Registry
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
 
 PACKAGED = "glove-6b-50d"
+VECTOR_SOURCES: Registry[KeyedVectors] = Registry("word vector source")
 RANDOM_RANGE = 0.25
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
@@ -40,6 +43,34 @@ def _packaged_glove() -> KeyedVectors:
     return kv
 
 
+@VECTOR_SOURCES.register(PACKAGED)
+def _glove_source(vocab: Sequence[str] | None = None) -> KeyedVectors:
+    """GloVe 6B 50d, the whole 400k-word table (the vocabulary is looked up in it afterwards)."""
+    return _packaged_glove()
+
+
+def tag_phrase(tag: str) -> str:
+    """The text a sentence encoder reads for a tag: separators become spaces (``new_york`` → ``new york``)."""
+    return " ".join(w for w in _SEPARATORS.split(tag) if w) or tag
+
+
+@VECTOR_SOURCES.register("minilm-l6")
+def minilm_vectors(vocab: Sequence[str] | None = None) -> KeyedVectors:
+    """MiniLM-L6 sentence embeddings (384-d, unit length) of the tags themselves, read as phrases, so no tag is
+    out of vocabulary; keyed by the tag as given."""
+    from gensim.models import KeyedVectors
+
+    from tagcode.tags.encoder import minilm
+
+    if not vocab:
+        raise TagcodeError("minilm-l6 embeds the tags themselves: it needs the tag vocabulary")
+    keys = list(dict.fromkeys(vocab))
+    encoder = minilm()
+    kv = KeyedVectors(vector_size=encoder.dim)
+    kv.add_vectors(keys, encoder.encode([tag_phrase(t) for t in keys]))
+    return kv
+
+
 def _has_word2vec_header(path: Path) -> bool:
     """Word2vec text files start with a ``count dim`` line; GloVe text files do not."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -48,16 +79,23 @@ def _has_word2vec_header(path: Path) -> bool:
     return len(first) == 2 and all(x.isdigit() for x in first)
 
 
-def load_vectors(spec: str = PACKAGED, *, limit: int | None = None) -> KeyedVectors:
-    """Load ``glove-6b-50d`` (packaged), a gensim ``.kv`` file, a word2vec ``.bin``/``.bin.gz`` file, or a
-    word2vec/GloVe text file (header detected); ``limit`` keeps the first N words (GoogleNews is 3.6 GB)."""
+def load_vectors(spec: str = PACKAGED, *, vocab: Sequence[str] | None = None, limit: int | None = None,
+                 allow_pickle: bool = False) -> KeyedVectors:
+    """Load a registered source (``glove-6b-50d``; ``minilm-l6`` encodes ``vocab``), a gensim ``.kv`` file, a
+    word2vec ``.bin``/``.bin.gz`` file, or a word2vec/GloVe text file (header detected); ``limit`` keeps the
+    first N words of a file (GoogleNews is 3.6 GB). A ``.kv`` file is a pickle (unpickling can run arbitrary
+    code): refused unless ``allow_pickle``."""
     from gensim.models import KeyedVectors
 
-    if spec == PACKAGED:
-        return _packaged_glove()
+    if spec in VECTOR_SOURCES:
+        return VECTOR_SOURCES.create(spec, vocab=vocab)
     path = Path(spec)
     if not path.is_file():
-        raise TagcodeError(f"{spec}: word vector file not found (or use '{PACKAGED}')")
+        known = ", ".join(VECTOR_SOURCES.names())
+        raise TagcodeError(f"{spec}: word vector file not found (or use a registered source: {known})")
+    if path.suffix == ".kv" and not allow_pickle:
+        raise TagcodeError(f"{spec}: a gensim .kv file is a pickle, and unpickling can run arbitrary code; set "
+                           f"allow_pickle: true only for a file you trust, or save it with save_word2vec_format")
     try:
         if path.suffix == ".kv":
             kv = KeyedVectors.load(str(path), mmap="r")

@@ -31,8 +31,9 @@ class SourceData:
     ``records`` has one row per image: ``image_id`` (unique str), ``image_uri`` (local path, s3:// URI or a
     synthetic URI the ``loader`` understands), ``tags`` (raw user tags) and ``labels`` (ground-truth label
     names, evaluation only); a source with an official query split adds ``origin`` (``train``/``test``).
-    ``skipped`` lists ``(item, reason)`` for every input item that did not become a record, plus notes on
-    items read with a fallback (e.g. a tag file decoded as Latin-1).
+    ``skipped`` lists ``(item, reason)`` for every input item that did not become a record; ``notes`` lists
+    ``(item, note)`` for items that were used but read with a fallback (a tag file decoded as Latin-1, an
+    image kept with no tags), so a count of skips never includes them.
     """
 
     records: pd.DataFrame
@@ -40,6 +41,7 @@ class SourceData:
     vocabulary: list[str] | None = None
     blocked_tags: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
     loader: Callable[[str], bytes | np.ndarray] = read_bytes
 
 

@@ -13,8 +13,9 @@ The tags file is ``tags.jsonl`` or ``tags.csv`` at the root (exactly one of them
 ``labels`` (ground truth, evaluation only) may be omitted, and ``label_names`` is then empty. Tags are
 stripped, empty ones dropped, repeats removed; rows with no tags are kept. Records are sorted by
 ``image_id`` (digit runs numerically). A listed image that is missing on disk or in S3, or whose path
-leaves the root, is a reported skip; a duplicate image id, a malformed line, a tags file that is missing,
-empty or not UTF-8 is a one-line error naming the file.
+leaves the root, is a reported skip; a tags file that is not UTF-8 is read as Latin-1 and reported as a note
+naming its first non-UTF-8 line; a duplicate image id, a malformed line (named by its line number), or a
+tags file that is missing or empty is a one-line error naming the file.
 """
 
 from __future__ import annotations
@@ -46,8 +47,25 @@ def _tags_uri(root: str, tags_file: str | None, files: dict[str, str]) -> str:
     return found[0]
 
 
+class _Lines:
+    """An iterator over a text's lines that remembers the number of the last line handed out, so a CSV
+    error can name the line the parser was reading (``csv.reader.line_num`` lags behind on errors)."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter(io.StringIO(text, newline=""))
+        self.number = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.number += 1
+        return line
+
+
 def _entries(uri: str, text: str) -> list[tuple[int, dict]]:
-    """``(line number, entry)`` pairs of a JSONL or CSV/TSV tags file."""
+    """``(line number, entry)`` pairs of a JSONL or CSV/TSV tags file (a CSV entry's first line)."""
     kind = FORMATS.get(posixpath.splitext(uri)[1].lower())
     if kind is None:
         raise TagcodeError(f"{uri}: unknown tags file type (expected {', '.join(FORMATS)})")
@@ -58,18 +76,24 @@ def _entries(uri: str, text: str) -> list[tuple[int, dict]]:
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise TagcodeError(f"{uri}:{i}: not valid JSON ({exc.msg})") from None
+                    raise TagcodeError(f"{uri}:{i}: not valid JSON at column {exc.colno}: {exc.msg}") from None
                 if not isinstance(entry, dict):
                     raise TagcodeError(f"{uri}:{i}: expected a JSON object, got {type(entry).__name__}")
                 out.append((i, entry))
         return out
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=kind, strict=True)
+    lines = _Lines(text)
+    reader = csv.DictReader(lines, delimiter=kind, strict=True)
+    out = []
     try:
         if "image" not in (reader.fieldnames or []):
             raise TagcodeError(f"{uri}: the header has no 'image' column (found {reader.fieldnames})")
-        return [(reader.line_num, row) for row in reader]
+        start = lines.number + 1
+        for row in reader:
+            out.append((start, row))
+            start = lines.number + 1
     except csv.Error as exc:
-        raise TagcodeError(f"{uri}:{reader.line_num}: not valid CSV ({exc})") from None
+        raise TagcodeError(f"{uri}:{lines.number}: not valid CSV ({exc})") from None
+    return out
 
 
 def _names(value: object, sep: str, where: str) -> list[str]:
@@ -90,7 +114,8 @@ def folder(root: str, tags_file: str | None = None, tag_sep: str = "|") -> Sourc
         raise TagcodeError("folder: option 'tag_sep' must not be empty")
     files = relative_files(root)
     uri = _tags_uri(root, tags_file, files)
-    entries = _entries(uri, read_text(uri))
+    notes: list[tuple[str, str]] = []
+    entries = _entries(uri, read_text(uri, notes))
     if not entries:
         raise TagcodeError(f"{uri}: no entries")
     rows, skipped = [], []
@@ -114,4 +139,4 @@ def folder(root: str, tags_file: str | None = None, tag_sep: str = "|") -> Sourc
         raise TagcodeError(f"{uri}: none of the {len(entries)} listed images exists under {root}")
     records = make_records(rows, uri)
     return SourceData(records=records, label_names=sorted({x for v in records["labels"] for x in v}),
-                      skipped=skipped)
+                      skipped=skipped, notes=notes)

@@ -225,5 +225,4 @@ def nuswide(root: str, vocabulary: str = "taglist1k") -> SourceData:
                                           "with no tags"))
             r["tags"] = []
     records = make_records(present, root, skipped)
-    return SourceData(records=records, label_names=label_names, vocabulary=vocab,
-                      skipped=[*notes, *skipped])
+    return SourceData(records=records, label_names=label_names, vocabulary=vocab, skipped=skipped, notes=notes)

@@ -129,6 +129,7 @@ def openclipart(root: str = "/usr/share/openclipart", subset: str = "content", m
     if not svg_root.is_dir():
         raise TagcodeError(f"{svg_root}: not found (apt-get install openclipart-svg openclipart-png)")
     skipped: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     cats = _category_dirs(svg_root, skipped)
     keep = {rel: dirs for rel, dirs in cats.items()
             if subset == "all" or not any(d.split("/")[0] in NON_CONTENT for d in dirs)}
@@ -147,7 +148,7 @@ def openclipart(root: str = "/usr/share/openclipart", subset: str = "content", m
             continue
         tags, title, utf8 = parse_svg_metadata(data)
         if not utf8:
-            skipped.append((rel, "metadata not UTF-8; decoded with replacement characters"))
+            notes.append((rel, "metadata not UTF-8; decoded with replacement characters"))
         if title_words:
             tags += _WORD.findall(title.lower())
         labels = sorted({_label(d, depth2, min_label_images) for d in keep[rel]})
@@ -157,4 +158,4 @@ def openclipart(root: str = "/usr/share/openclipart", subset: str = "content", m
     records = make_records(rows, str(svg_root))
     label_names = sorted({x for v in records["labels"] for x in v})
     return SourceData(records=records, label_names=label_names, blocked_tags=blocked_names(label_names),
-                      skipped=skipped)
+                      skipped=skipped, notes=notes)
