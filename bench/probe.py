@@ -157,6 +157,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "",
         f"`{cfg['command']}` ({cfg['elapsed_s']:.0f} s on {cfg['machine']}).",
         "",
+        *([f"Features: {cfg['features_meta']['backbone']} at {cfg['features_meta']['preprocess']['size']} px "
+           f"(resized to {cfg['features_meta']['preprocess']['resize']}) from the {cfg['image_cache_px']} px image "
+           "cache.", ""] if "image_cache_px" in cfg else []),
         "A single Linear + tanh on the frozen EfficientNet-Lite0 features (centred on the training mean, "
         f"L2-normalised), trained {cfg['epochs']} epochs (Adam, lr {cfg['lr']}, batch {cfg['batch']}) with WSDHQ's "
         "adaptive cosine margin loss (γ = 1) against the final tag vectors of `embed_tags` (params.yaml options). "
@@ -207,6 +210,8 @@ def main() -> None:
     results = run(args)
     results["config"] = {"epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seeds": args.seeds,
                          "prepared": args.prepared, "features": args.features, "elapsed_s": time.perf_counter() - t0,
+                         "features_meta": json.loads((Path(args.features) / "meta.json").read_text()),
+                         "image_cache_px": json.loads((Path(args.prepared) / "images/meta.json").read_text())["size"],
                          "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
                          "command": "python bench/probe.py " + " ".join(f"--embed {e}" for e in args.embed)}
     out = Path(args.out)
