@@ -158,8 +158,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"`{cfg['command']}` ({cfg['elapsed_s']:.0f} s on {cfg['machine']}).",
         "",
         *([f"Features: {cfg['features_meta']['backbone']} at {cfg['features_meta']['preprocess']['size']} px "
-           f"(resized to {cfg['features_meta']['preprocess']['resize']}) from the {cfg['image_cache_px']} px image "
-           "cache.", ""] if "image_cache_px" in cfg else []),
+           f"(resized to {cfg['features_meta']['preprocess']['resize']}); the prepared image cache at run time: "
+           f"{cfg['image_cache_px']} px.", ""] if "image_cache_px" in cfg else []),
         "A single Linear + tanh on the frozen EfficientNet-Lite0 features (centred on the training mean, "
         f"L2-normalised), trained {cfg['epochs']} epochs (Adam, lr {cfg['lr']}, batch {cfg['batch']}) with WSDHQ's "
         "adaptive cosine margin loss (γ = 1) against the final tag vectors of `embed_tags` (params.yaml options). "
