@@ -77,6 +77,7 @@ def main() -> None:
                 for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
                     runs[mode].append({"cell": name, **cell(work, args.prepared, args.features, name, mode == "on",
                                                             env)})
+                    print(json.dumps({"mode": mode, **runs[mode][-1]}), flush=True)  # progress, kept if cut short
     per_cell = {}
     for name in args.cells.split(","):
         off = statistics.median(sum(v for k, v in x.items() if k != "cell") for x in runs["off"] if x["cell"] == name)
