@@ -26,8 +26,8 @@ GRID = {"binary": {"method": ["itq"], "bits": [16]}, "quantizer": {"method": ["p
         "wsdhq_ablation": {"method": ["wsdhq_quick_fixed"], "bits": [8], "gpu": True},
         "hashing": {"method": ["wshrca_quick"], "bits": [16], "gpu": True},
         "hashing_ablation": {"method": ["wdht_quick"], "bits": [16], "gpu": True}}
-VARIANTS = {"wsdhq_quick": {"method": "wsdhq", "options": {"iterations": 12, "batch_size": 32}},
-            "wsdhq_quick_fixed": {"method": "wsdhq", "options": {"iterations": 12, "batch_size": 32,
+VARIANTS = {"wsdhq_quick": {"method": "wsdhq", "options": {"iterations": 12, "batch_size": 32, "update_period": 4}},
+            "wsdhq_quick_fixed": {"method": "wsdhq", "options": {"iterations": 12, "batch_size": 32, "update_period": 4,
                                                                  "fixed_margin": 0.7}},
             "wshrca_quick": {"method": "wshrca", "options": {"epochs": 2, "batch_size": 16}},
             "wdht_quick": {"method": "wdht", "options": {"epochs": 2, "batch_size": 16}}}
