@@ -58,20 +58,24 @@ def test_dag_wires_every_stage_in_its_image_installing_nothing(tmp_path: Path) -
     executors = spec["deploymentSpec"]["executors"]
     images = {name.removeprefix("exec-"): ex["container"]["image"] for name, ex in executors.items()}
     cpu, cuda = "ghcr.io/tagcode/tagcode-cpu:0.1.0", "ghcr.io/tagcode/tagcode-cuda:0.1.0"
+    per_cell = {"train": cuda, "encode": cpu, "merge-codes": cpu, "evaluate": cpu, "promote": cpu}
     assert images == {
         "prepare": "ghcr.io/tagcode/tagcode-data:0.1.0", "clean-tags": cpu, "embed-tags": cpu, "shard-indices": cpu,
-        "features": cuda, "merge-features": cpu, "train": cuda, "encode": cpu, "merge-codes": cpu, "evaluate": cpu,
-        "promote": cpu, "report": cpu,
+        "features": cuda, "merge-features": cpu, "report": cpu,
+        **per_cell, **{f"{k}-2": v for k, v in per_cell.items()},  # the second cell loop: the GPU families
     }
     for name, ex in executors.items():
         command = " ".join(ex["container"]["command"])
         assert "pip install" not in command, f"{name} installs packages at start"
     tasks = _tasks(spec)
     loops = [t for t in tasks.values() if "parameterIterator" in t]
-    assert len(loops) == 3  # feature shards, baseline cells, encode shards (the repo grid has no GPU family)
-    cell_loop = next(t for t in loops if "cells" in t["parameterIterator"]["itemInput"])
+    assert len(loops) == 5  # feature shards; baseline cells and GPU cells, each with its encode shards
+    cell_loop = next(t for t in loops if t["parameterIterator"]["itemInput"].endswith("--cells-loop-item"))
     assert set(spec["components"][cell_loop["componentRef"]["name"]]["dag"]["tasks"]) == {
         "train", "for-loop-3", "merge-codes", "evaluate", "promote"}
+    gpu_loop = next(t for t in loops if "gpu_cells" in t["parameterIterator"]["itemInput"])
+    assert set(spec["components"][gpu_loop["componentRef"]["name"]]["dag"]["tasks"]) == {
+        "train-2", "for-loop-5", "merge-codes-2", "evaluate-2", "promote-2"}
     assert spec["root"]["dag"]["tasks"]["report"]["inputs"]["artifacts"]["results"]
     assert all(ex["secretAsEnv"][0]["secretName"] == "tagcode-s3" for ex in _k8s(platform).values())
 
@@ -124,7 +128,7 @@ def test_grid_is_read_from_params_by_dag_and_dvc_yaml() -> None:
         for step in ("train", "encode", "evaluate"):
             assert stages[f"{step}_{family}"]["matrix"] == {"method": f"${{grid.{family}.method}}",
                                                            "bits": f"${{grid.{family}.bits}}"}
-    matrices = {name.rpartition("_")[2] for name, s in stages.items() if "matrix" in s}
+    matrices = {name.split("_", 1)[1] for name, s in stages.items() if "matrix" in s}  # <step>_<family>
     assert matrices == set(read_grid(params))
     args = arguments(params)
     assert {(c["method"], c["bits"]) for c in args["cells"] + args["gpu_cells"]} == {
