@@ -47,7 +47,6 @@ pip = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || { grep -v "is ignored" $(
 demo: setup
 	$(VENV)/bin/dvc repro
 	@$(VENV)/bin/tagcode show
-	@$(VENV)/bin/tagcode champions
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tagcode.data.features import features_for
@@ -26,21 +25,12 @@ from tagcode.data.manifest import read_labels, read_manifest
 from tagcode.evaluation.protocols import Protocol, evaluate
 from tagcode.methods import create_method
 from tagcode.methods.trainset import TrainSet, load_trainset
+from tagcode.methods.wsdhq.losses import AdaptiveMarginLoss
 from tagcode.retrieval.codes import views
 
 MAP_ALL = {"float": Protocol("probe_float", "float", None, "total", "zero"),
            "aqd": Protocol("probe_aqd", "aqd", None, "total", "zero")}
 QUANTIZERS = (("float", 32), ("pq", 32), ("lsq", 8))  # float: the head outputs centred and L2-normalised
-
-
-def adaptive_margin_loss(x: torch.Tensor, tags: torch.Tensor, wbar: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
-    """WSDHQ's embedding loss (spec §3.3): Σ over (image, positive p, negative n) of max(0, m_pn − cos(z, w̄_p) +
-    cos(z, w̄_n)), divided by the number of triplets; ``margin`` = 1 − cos(w̄_p, w̄_n) (γ = 1)."""
-    cos = F.normalize(x, dim=1) @ wbar.T
-    rows, pos = tags.nonzero(as_tuple=True)
-    hinge = (margin[pos] - cos[rows, pos, None] + cos[rows]).clamp(min=0.0).masked_fill(tags[rows], 0.0)
-    n_pos = tags.sum(dim=1)
-    return hinge.sum() / (n_pos * (tags.shape[1] - n_pos)).sum().clamp(min=1)
 
 
 def prep(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -51,12 +41,11 @@ def prep(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 def train_probe(x: np.ndarray, tags: np.ndarray, vectors: np.ndarray, *, epochs: int, batch: int, lr: float,
                 seed: int) -> nn.Module:
-    """Linear + tanh from the features to the tag-vector space, trained with Adam on the margin loss."""
+    """Linear + tanh from the features to the tag-vector space, trained with Adam on WSDHQ's adaptive cosine
+    margin loss (γ = 1, ``tagcode.methods.wsdhq.losses``)."""
     torch.manual_seed(seed)
     head = nn.Sequential(nn.Linear(x.shape[1], vectors.shape[1]), nn.Tanh())
-    w = torch.from_numpy(vectors).double()
-    wbar = F.normalize(w, dim=1).float()
-    margin = (1.0 - F.normalize(w, dim=1) @ F.normalize(w, dim=1).T).clamp(min=0.0).float()
+    criterion = AdaptiveMarginLoss(torch.from_numpy(vectors), gamma=1.0)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     xt, tt = torch.from_numpy(x), torch.from_numpy(tags)
     gen = torch.Generator().manual_seed(seed)
@@ -64,7 +53,7 @@ def train_probe(x: np.ndarray, tags: np.ndarray, vectors: np.ndarray, *, epochs:
         order = torch.randperm(len(xt), generator=gen)
         for s in range(0, len(order), batch):
             idx = order[s:s + batch]
-            loss = adaptive_margin_loss(head(xt[idx]), tt[idx], wbar, margin)
+            loss = criterion(head(xt[idx]), tt[idx])["embedding"]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -152,8 +141,8 @@ def summarise(results: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     """The issue's table with our figures (mean ± std over seeds) beside the issue's."""
-    issue = {"glove-6b-50d": {"float": 0.332, "pq-32": 0.337, "lsq-8": 0.338},
-             "minilm-l6": {"float": 0.356, "pq-32": 0.364, "lsq-8": 0.370}}
+    issue = {"glove-6b-50d": {"float": 0.332, "pq-32-raw": 0.337, "lsq-8-raw": 0.338},
+             "minilm-l6": {"float": 0.356, "pq-32-raw": 0.364, "lsq-8-raw": 0.370}}
     labels = {"float": "probe head, float (inner product)",
               "float-32": "probe head, float, outputs centred + L2-normalised (what PQ/LSQ see)",
               "pq-32": "probe head, faiss PQ 32 bits (AQD), outputs centred + L2-normalised",
@@ -168,11 +157,15 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "",
         f"`{cfg['command']}` ({cfg['elapsed_s']:.0f} s on {cfg['machine']}).",
         "",
+        *([f"Features: {cfg['features_meta']['backbone']} at {cfg['features_meta']['preprocess']['size']} px "
+           f"(resized to {cfg['features_meta']['preprocess']['resize']}); the prepared image cache at run time: "
+           f"{cfg['image_cache_px']} px.", ""] if "image_cache_px" in cfg else []),
         "A single Linear + tanh on the frozen EfficientNet-Lite0 features (centred on the training mean, "
         f"L2-normalised), trained {cfg['epochs']} epochs (Adam, lr {cfg['lr']}, batch {cfg['batch']}) with WSDHQ's "
         "adaptive cosine margin loss (γ = 1) against the final tag vectors of `embed_tags` (params.yaml options). "
         "mAP@all of the 498 queries against the 2,957-image database (relevant = a shared label, empty queries "
-        f"count 0); mean ± std over seeds {', '.join(map(str, cfg['seeds']))}; the issue's figure in brackets. "
+        f"count 0); mean ± std over seeds {', '.join(map(str, cfg['seeds']))}; in brackets the issue's figure, "
+        "beside the rows that reproduce it (its PQ/LSQ rows match quantizing the raw tanh outputs). "
         "PQ and LSQ are the project's baselines fitted on the head outputs of all training images (they centre and "
         "L2-normalise them first); the `raw` rows fit faiss's PQ/LSQ on the tanh outputs as they are. The query "
         "stays continuous in both (AQD against the reconstructed database).",
@@ -187,7 +180,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         cells = []
         for n in names:
             v = np.array(summary[n][col])
-            ref = issue.get(n, {}).get(col.removesuffix("-raw"))
+            ref = issue.get(n, {}).get(col)
             cells.append(f"{v.mean():.3f} ± {v.std():.3f}" + (f" ({ref:.3f})" if ref is not None else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Per seed (`probe.json`):", "",
@@ -217,6 +210,8 @@ def main() -> None:
     results = run(args)
     results["config"] = {"epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seeds": args.seeds,
                          "prepared": args.prepared, "features": args.features, "elapsed_s": time.perf_counter() - t0,
+                         "features_meta": json.loads((Path(args.features) / "meta.json").read_text()),
+                         "image_cache_px": json.loads((Path(args.prepared) / "images/meta.json").read_text())["size"],
                          "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
                          "command": "python bench/probe.py " + " ".join(f"--embed {e}" for e in args.embed)}
     out = Path(args.out)

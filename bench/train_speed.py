@@ -64,7 +64,8 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "train_speed.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
     lines = ["# Training throughput: WSHRCA and WDHT (frozen features)", "",
-             f"`python bench/train_speed.py` on the demo data: {EPOCHS} epochs at {BITS} bits, batch 32, "
+             f"`python bench/train_speed.py` on the demo data: {EPOCHS} epochs at {BITS} bits, each method's default "
+             "batch (WSHRCA 32, WDHT 50), "
              f"{THREADS} torch threads, CPU (torch {env['torch']}, {env['cpus']} cores). Load average (1/5/15 min) "
              f"before {env['load_before']}, after {env['load_after']}: the machine is shared, so these are lower "
              "bounds of what an idle machine does.", "",

@@ -1,14 +1,17 @@
 """Progress bars and warnings for long steps: on by default when stderr is a terminal, quiet in CI and logs.
 
-Every stage that can run for more than a few seconds (prepare's decoding, features, encode, training loops)
-draws its bar through :func:`progress`, with its ``progress`` option: ``None`` (the default) decides from
-the terminal and the ``CI`` variable, ``true``/``false`` force it.
+Stages that can run for more than a few seconds draw their bar through :func:`progress` (prepare's decoding,
+features) or :func:`step_progress` (training: a hook on the methods' per-step loss log), with their
+``progress`` option: ``None`` (the default) decides from the terminal and the ``CI`` variable,
+``true``/``false`` force it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -31,3 +34,24 @@ def progress(total: int, desc: str, *, enabled: bool | None = None, unit: str = 
 def warn(message: str) -> None:
     """One warning line on stderr (the user's input works, but probably not as meant)."""
     print(f"tagcode: warning: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def step_progress(desc: str, *, enabled: bool | None = None) -> Iterator[Callable[[int, dict[str, float]], None]]:
+    """A training hook: yields a ``log(step, terms)`` callback (the methods' loss-logging signature) that moves
+    a step counter and shows the latest loss terms; a method that logs no steps shows nothing."""
+    bar = None
+
+    def log(step: int, terms: dict[str, float]) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = progress(0, desc, enabled=enabled, unit="step")
+            bar.total = None
+        bar.update(int(step) - bar.n)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:4]}, refresh=False)
+
+    try:
+        yield log
+    finally:
+        if bar is not None:
+            bar.close()

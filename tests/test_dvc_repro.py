@@ -20,8 +20,20 @@ import yaml
 from tests.tiny_dataset import build_tiny_dataset, tiny_params
 
 REPO = Path(__file__).resolve().parents[1]
+# Every family of the repository's dvc.yaml, one small cell each; the torch methods as quick variants.
 GRID = {"binary": {"method": ["itq"], "bits": [16]}, "quantizer": {"method": ["pq"], "bits": [8]},
-        "float": {"method": ["float"], "bits": [32]}}
+        "float": {"method": ["float"], "bits": [32]},
+        "wsdhq": {"method": ["wsdhq_quick"], "bits": [8], "gpu": True},
+        "wsdhq_ablation": {"method": ["wsdhq_quick_fixed"], "bits": [8], "gpu": True},
+        "hashing": {"method": ["wshrca_quick"], "bits": [16], "gpu": True},
+        "hashing_ablation": {"method": ["wdht_quick"], "bits": [16], "gpu": True}}
+VARIANTS = {"wsdhq_quick": {"method": "wsdhq", "options": {"iterations": 12, "batch_size": 32, "update_period": 4}},
+            "wsdhq_quick_fixed": {"method": "wsdhq", "options": {"iterations": 12, "batch_size": 32, "update_period": 4,
+                                                                 "fixed_margin": 0.7}},
+            "wshrca_quick": {"method": "wshrca", "options": {"epochs": 2, "batch_size": 16}},
+            "wdht_quick": {"method": "wdht", "options": {"epochs": 2, "batch_size": 16}}}
+CELLS = {("itq", 16), ("pq", 8), ("float", 32), ("wsdhq_quick", 8), ("wsdhq_quick_fixed", 8),
+         ("wshrca_quick", 16), ("wdht_quick", 16)}
 OUTPUTS = ("data", "models", "codes")
 pytestmark = pytest.mark.slow
 
@@ -54,6 +66,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
     work.mkdir()
     params = {**tiny_params(build_tiny_dataset(tmp / "dataset", mix=0.9)), "grid": GRID,
               "promote": {"metric": "wsdhq_map_at_5000", "margin": 0.0}}
+    params["train"] = {**params["train"], "variants": VARIANTS}
     shutil.copytree(REPO / "tagcode", work / "tagcode", ignore=shutil.ignore_patterns("__pycache__"))
     (work / "dvc.yaml").write_text(yaml.safe_dump(_dvc_yaml_for(GRID), sort_keys=False))
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -82,7 +95,7 @@ def test_dvc_repro_fresh_repo_then_noop(project: tuple[Path, dict, dict, str]) -
                  "metrics/itq-16/metrics.json", "reports/table.md"):
         assert (work / path).exists(), path
     rows = [r for r in json.loads((work / "reports" / "table.json").read_text())["rows"] if r["method"] != "random"]
-    assert {(r["method"], r["bits"]) for r in rows} == {("itq", 16), ("pq", 8), ("float", 32)}
+    assert {(r["method"], r["bits"]) for r in rows} == CELLS
     assert len({r["wshrca"] for r in rows}) == len(rows) and max(r["wshrca"] for r in rows) < 1.0
 
     # Unchanged: only the dataset listing runs (always, a directory walk); it finds nothing new.

@@ -118,3 +118,18 @@ def test_every_backbone_takes_the_shipped_params_or_says_why_in_one_line(tmp_pat
         assert "input size is fixed" in str(exc) and "--input-size none" in str(exc)
         with pytest.raises(TagcodeError, match="no installable weights"):
             create_backbone(cfg.backbone, weights=cfg.weights)  # with input_size none: the next one-line error
+
+
+def test_training_hook_counts_steps_and_shows_the_loss_terms(capsys: pytest.CaptureFixture[str]) -> None:
+    from tagcode.progress import step_progress
+
+    with step_progress("train wsdhq 32 bits", enabled=True) as log:
+        for step in (1, 2, 5):
+            log(step, {"margin": 0.25 * step, "quantization": 0.1})
+    err = capsys.readouterr().err
+    assert "train wsdhq 32 bits" in err and "5step" in err.replace(" ", "") and "margin=1.25" in err
+    with step_progress("quiet", enabled=False) as log:
+        log(1, {"margin": 1.0})
+    with step_progress("no steps", enabled=True):
+        pass
+    assert capsys.readouterr().err == ""

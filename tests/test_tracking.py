@@ -90,7 +90,8 @@ def test_one_run_per_cell_carries_training_and_evaluation(tmp_path: Path, tiny: 
     assert "artifacts/itq-16/arrays.safetensors" in files and "artifacts/itq-16/config.json" in files
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))], files
     # the report's mAP-vs-bits plot and table: a run of their own
-    run_stage("report", {"metrics": str(tmp_path / "metrics"), "out": str(tmp_path / "reports")})
+    run_stage("report", {"metrics": str(tmp_path / "metrics"), "prepared": str(tiny[0]),
+                         "out": str(tmp_path / "reports")})
     (report,) = client().search_runs([ref.experiment_id], "tags.`tagcode.kind` = 'report'")
     assert sorted(a.path for a in client().list_artifacts(report.info.run_id)) == \
         ["map_vs_bits.png", "table.json", "table.md"]

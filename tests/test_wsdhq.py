@@ -118,11 +118,11 @@ def test_split_blocks() -> None:
 def test_kmeans_init_is_block_diagonal_and_seeded() -> None:
     rng = np.random.default_rng(4)
     u = rng.standard_normal((300, 10)).astype(np.float32)
-    c = quantizer.kmeans_init(u, 3, seed=0, k=16)
+    c = quantizer.kmeans_init(u, 3, seed=0, k=16, max_iter=10)
     assert c.shape == (3, 16, 10)
     for j, (a, b) in enumerate(quantizer.split_blocks(10, 3)):
         assert not c[j, :, :a].any() and not c[j, :, b:].any() and np.abs(c[j, :, a:b]).sum(axis=1).all()
-    np.testing.assert_array_equal(c, quantizer.kmeans_init(u, 3, seed=0, k=16))
+    np.testing.assert_array_equal(c, quantizer.kmeans_init(u, 3, seed=0, k=16, max_iter=10))
 
 
 def _icm_problem(m: int = 3, k: int = 16, d: int = 8, t: int = 20, n: int = 200, seed: int = 5):

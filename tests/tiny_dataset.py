@@ -51,7 +51,7 @@ def tiny_params(dataset: Path) -> dict:
         "embed_tags": {"tags": "data/tags", "vectors": "glove-6b-50d", "target_size": 0.9, "out": "data/embed"},
         "features": {"prepared": "data/prepared", "backbone": "tiny_cnn", "batch_size": 16, "progress": False,
                      "out": "data/features"},
-        "train": {"prepared": "data/prepared", "features": "data/features", "seed": 0},
+        "train": {"prepared": "data/prepared", "features": "data/features", "embed": "data/embed", "seed": 0},
         "encode": {"prepared": "data/prepared", "features": "data/features"},
         "evaluate": {"prepared": "data/prepared", "protocols": ["wsdhq", "wshrca"], "p_at": [5]},
         "promote": {"metric": "wsdhq_map_at_5000", "margin": 0.0},

@@ -20,7 +20,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tagcode.errors import TagcodeError
+from tagcode.progress import step_progress
 from tagcode.tracking import TrackedConfig
+from tagcode.tracking.run import tee
 
 
 class Variant(BaseModel):
@@ -53,6 +55,8 @@ class Config(TrackedConfig):
                                                          "(None: <out>.ckpt)")
     out: str = Field("models/itq-32", description="model directory to write")
     experiment: str = Field("tagcode", description="MLflow experiment of the cell's run (with tracking on)")
+    progress: bool | None = Field(None, description="show training steps and loss terms (None: when stderr is a "
+                                                    "terminal and CI is not set)")
 
 
 def run(cfg: Config, log: Any = None) -> dict[str, Any]:
@@ -68,7 +72,7 @@ def run(cfg: Config, log: Any = None) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         tracked = None
         if cfg.tracking:
-            from tagcode.tracking.run import dataset_name, input_example, tee, train_run
+            from tagcode.tracking.run import dataset_name, input_example, train_run
 
             cell = {"dataset": dataset_name(cfg.prepared), "method": cfg.method, "bits": cfg.bits}
             params = {"train": cfg.model_dump(exclude={"tracking", "experiment"}), "method_options": method.options}
@@ -81,6 +85,8 @@ def run(cfg: Config, log: Any = None) -> dict[str, Any]:
                               embedding=variant.embedding,
                               images=method.input == "images")
         ckpt = cfg.checkpoint_dir or f"{cfg.out.rstrip('/')}.ckpt"
+        steps = stack.enter_context(step_progress(f"train {cfg.method} {cfg.bits} bits", enabled=cfg.progress))
+        log = tee(log, steps)
         method.fit(train, log=log, checkpoint_dir=Path(ckpt) if method.supervision == "tags" else None)
         method.save(cfg.out)
         shutil.rmtree(ckpt, ignore_errors=True)  # the saved model supersedes the checkpoints
@@ -94,8 +100,10 @@ def resolve_variant(cfg: Config) -> Variant:
     """The method, options and tag embedding that ``cfg.method`` names (a variant, or a method as is)."""
     if cfg.method not in cfg.variants:
         return Variant(method=cfg.method, options=cfg.options)
+    from tagcode.methods import METHODS
+
     variant = cfg.variants[cfg.method]
-    if variant.method in cfg.variants and variant.method != cfg.method:  # a method's own entry sets its options
+    if variant.method not in METHODS and variant.method in cfg.variants:
         raise TagcodeError(f"train variant {cfg.method!r} names another variant ({variant.method!r}); name a method")
     return Variant(method=variant.method, options={**cfg.options, **variant.options}, embedding=variant.embedding)
 

@@ -31,7 +31,7 @@ def kmeans_init(u: np.ndarray, m: int, seed: int, *, k: int = K, batch_size: int
 
     sklearn 0.23's defaults, which the reference used, are set explicitly (k-means++, batch 100, n_init 3,
     max_iter 100, tol 0, reassignment 0.01); block j is seeded ``seed + j``. One OpenMP thread: the problems
-    are small, and the same centroids come out 50× faster than with spinning threads on a busy machine."""
+    are small, and spinning OpenMP threads slowed them down many times on the busy 2-core machine."""
     from sklearn.cluster import MiniBatchKMeans
     from threadpoolctl import threadpool_limits
 

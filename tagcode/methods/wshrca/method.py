@@ -8,6 +8,7 @@ ever looked at).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -60,7 +61,11 @@ class _TagHashing(TorchMethod):
             raise TagcodeError(f"method {cls.name!r} cannot make {bits}-bit codes: it supports multiples of 8 "
                                "(8, 16, 32, 64, ...)")
 
-    def fit(self, train: TrainSet, *, log: LogFn | None = None, checkpoint_dir: Any = None) -> Self:
+    def __init__(self, bits: int, seed: int = 0, **options: Any) -> None:
+        super().__init__(bits, seed, **options)
+        self._untagged = 0
+
+    def fit(self, train: TrainSet, *, log: LogFn | None = None, checkpoint_dir: str | Path | None = None) -> Self:
         """Fit on the training images that carry at least one tag; the others are counted and left out."""
         train.require(self.name, "tags")
         tagged = train.tagged()
@@ -72,7 +77,7 @@ class _TagHashing(TorchMethod):
     def describe(self, train: TrainSet, in_dim: int) -> dict[str, Any]:
         counts = np.diff(train.tags.indptr)
         return {"tags": int(train.tags.shape[1]), "dim": int(train.tag_vectors.shape[1]),
-                "train_images": len(train), "untagged_skipped": int(getattr(self, "_untagged", 0)),
+                "train_images": len(train), "untagged_skipped": self._untagged,
                 "tags_per_image_mean": float(counts.mean()), "tags_per_image_max": int(counts.max())}
 
     def prepare(self, ctx: TrainContext) -> PaddedTags:
