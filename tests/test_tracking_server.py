@@ -159,7 +159,8 @@ def test_cell_on_postgres_champion_loads_and_serves(tmp_path: Path, tiny: tuple[
         proc = subprocess.Popen([MLFLOW, "models", "serve", "-m", "models:/tagcode-folder-itq-32@champion",
                                  "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], stdout=fh,
                                 stderr=subprocess.STDOUT, cwd=tmp_path,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+                                env={**os.environ, "PYTHONPATH": str(REPO),  # it execs uvicorn from PATH
+                                     "PATH": f"{Path(MLFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", proc, log)
         body = json.dumps({"inputs": x.tolist()}).encode()
