@@ -43,8 +43,9 @@ def test_make_clean_removes_only_ignored_outputs(tmp_path: Path) -> None:
 
 
 def test_make_setup_announces_each_step() -> None:
-    proc = subprocess.run(["make", "-n", "-B", ".venv/.installed-x", "STAMP=.venv/.installed-x"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    # --no-print-directory: under `make test` this is a sub-make, which would print Entering/Leaving lines
+    proc = subprocess.run(["make", "--no-print-directory", "-n", "-B", ".venv/.installed-x",
+                           "STAMP=.venv/.installed-x"], cwd=REPO, capture_output=True, text=True, timeout=60)
     lines = proc.stdout.splitlines()
     steps = [i for i, ln in enumerate(lines) if " -m venv " in ln or "pip install" in ln]
     assert len(steps) >= 4, proc.stdout
