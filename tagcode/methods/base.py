@@ -132,6 +132,13 @@ def as_features(x: np.ndarray, who: str, dim: int | None = None) -> np.ndarray:
     return x
 
 
+def check_byte_bits(name: str, bits: int) -> None:
+    """The rule of binary codes packed into bytes: ``bits`` a positive multiple of 8, else a one-line error."""
+    if bits < 8 or bits % 8:
+        raise TagcodeError(f"method {name!r} cannot make {bits}-bit codes: it supports multiples of 8 "
+                           "(8, 16, 32, 64, ...)")
+
+
 def create_method(name: str, *, bits: int, seed: int = 0, **options: Any) -> Method:
     """Create registered method ``name`` for ``bits``-bit codes; unknown names or options are one-line errors."""
     cls = METHODS.get(name)

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import Field
 
 from tagcode.errors import TagcodeError
-from tagcode.methods.base import METHODS, LogFn, Method, Options, as_features
+from tagcode.methods.base import METHODS, LogFn, Method, Options, as_features, check_byte_bits
 from tagcode.methods.trainset import TrainSet
 from tagcode.retrieval.codes import BinaryCodes, FloatCodes, QuantizedCodes
 
@@ -103,9 +103,7 @@ class _Binary(_Baseline):
 
     @classmethod
     def check_bits(cls, bits: int) -> None:
-        if bits < 8 or bits % 8:
-            raise TagcodeError(f"method {cls.name!r} cannot make {bits}-bit codes: it supports multiples of 8 "
-                               "(8, 16, 32, 64, ...)")
+        check_byte_bits(cls.name, bits)
 
     def encode(self, x: np.ndarray, ids: np.ndarray) -> BinaryCodes:
         with self._threads():

@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from tagcode.errors import TagcodeError
-from tagcode.methods.base import METHODS, LogFn
+from tagcode.methods.base import METHODS, LogFn, check_byte_bits
 from tagcode.methods.torch_method import TorchMethod, TrainContext
 from tagcode.methods.trainset import TrainSet
 from tagcode.methods.wshrca.loops import run_epochs, sgd
@@ -57,9 +57,7 @@ class _TagHashing(TorchMethod):
 
     @classmethod
     def check_bits(cls, bits: int) -> None:
-        if bits < 8 or bits % 8:
-            raise TagcodeError(f"method {cls.name!r} cannot make {bits}-bit codes: it supports multiples of 8 "
-                               "(8, 16, 32, 64, ...)")
+        check_byte_bits(cls.name, bits)
 
     def __init__(self, bits: int, seed: int = 0, **options: Any) -> None:
         super().__init__(bits, seed, **options)
