@@ -284,26 +284,29 @@ def test_same_arrays_and_codes_under_one_and_two_threads(tmp_path: Path, name: s
 
 
 def test_opq_with_fewer_images_than_dims_learns_in_the_pca_subspace(tmp_path: Path) -> None:
-    """faiss's OPQMatrix crashes (native abort) with n ≤ d; the fallback trains in n − 1 PCA directions. Run
+    """faiss's OPQMatrix crashes (native abort) with n ≤ d; OPQ trains in at most n − 1 PCA directions. Run
     in a subprocess so a native crash fails this test instead of killing pytest."""
     script = (
         "import numpy as np\n"
         "from tagcode.methods import create_method\n"
         "from tagcode.methods.trainset import TrainSet\n"
         "x = np.random.default_rng(0).standard_normal((300, 512)).astype(np.float32)\n"
-        "m = create_method('opq', bits=32, niter=3).fit(TrainSet.from_features(x))\n"
+        "m = create_method('opq', bits=32, niter=3, dim=None).fit(TrainSet.from_features(x))\n"
         "c = m.encode(x, np.arange(300).astype(str))\n"
         "xp = m._prep(x)\n"
         "recon = c.codebooks[np.arange(4), c.codes].sum(axis=1)\n"
         "err = float(((xp - recon) ** 2).sum(1).mean())\n"
         "print(*m.arrays['basis'].shape, *c.codebooks.shape, err)\n"
+        "print(*create_method('opq', bits=32, niter=2).fit(TrainSet.from_features(x)).arrays['basis'].shape)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    *shapes, err = proc.stdout.split()
+    first, default = proc.stdout.splitlines()
+    *shapes, err = first.split()
     assert shapes == ["512", "299", "4", "256", "512"]  # basis (d, n - 1); codebooks in the input space
     assert float(err) < 1.0  # better than coding every vector as zero (unit vectors: error 1)
+    assert default.split() == ["512", "256"]  # the default `dim`: the top 256 principal directions
 
 
 @pytest.mark.parametrize(("name", "bits", "n", "d", "message"), [
