@@ -218,7 +218,25 @@ def show_lines(root: Path) -> list[str]:
         lines.append(f"report: stale ({table} was measured on another dataset or split; run `dvc repro report`)")
     else:
         lines.append(table.read_text(encoding="utf-8").rstrip("\n"))
+        lines.extend(missing_cells(root, json.loads(table_json.read_text(encoding="utf-8"))["rows"]))
     return lines
+
+
+def missing_cells(root: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """A line naming the cells of params.yaml's grid that the table lacks (none when all are in, or when the
+    project has no params.yaml grid)."""
+    from tagcode.config import GRID, read_grid, read_params
+
+    params_path = root / "params.yaml"
+    if not params_path.is_file() or GRID not in (params := read_params(params_path, raw=True)):
+        return []
+    have = {(r["method"], int(r["bits"])) for r in rows if r.get("bits") is not None}
+    grid = [(m, b) for fam in read_grid(params, params_path).values() for m in fam.method for b in fam.bits]
+    missing = [f"{m}-{b}" for m, b in grid if (m, b) not in have]
+    if not missing:
+        return []
+    return [f"report: {len(missing)} of {len(grid)} cells of the grid are missing from the table: "
+            f"{', '.join(missing)} (run `dvc repro`)"]
 
 
 def _click_exceptions() -> list[types.ModuleType]:

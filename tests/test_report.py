@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tagcode.cli import show_lines
 from tagcode.errors import TagcodeError
@@ -88,6 +89,13 @@ def test_show_prints_only_the_current_run(project: Path, tmp_path: Path) -> None
     lines = show_lines(work)
     assert lines[0].startswith("prepare: ") and lines[1].startswith("clean_tags: ")
     assert lines[2].startswith("embed_tags: missing") and "| random | reference |" in lines[-1]
+    grid = {"grid": {"binary": {"method": ["lsh"], "bits": [16, 32]}, "float": {"method": ["float"], "bits": [32]}}}
+    (work / "params.yaml").write_text(yaml.safe_dump(grid))
+    assert show_lines(work)[-1] == ("report: 1 of 3 cells of the grid are missing from the table: lsh-32 "
+                                    "(run `dvc repro`)")
+    grid["grid"]["binary"]["bits"] = [16]
+    (work / "params.yaml").write_text(yaml.safe_dump(grid))
+    assert "| random | reference |" in show_lines(work)[-1]  # every cell is in
     _prepare(project / "ds", work / "data" / "prepared", seed=1)
     lines = show_lines(work)
     assert lines[1].startswith("clean_tags: stale") and lines[2].startswith("embed_tags: missing")
