@@ -114,7 +114,8 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
             m = configure(merge_codes(parts=dsl.Collected(e.outputs["codes"])), "merge_shards", p)
             ev = tracked(configure(evaluate(params=p["evaluate_params"], codes=m.outputs["codes"],
                                             prepared=prepared), "evaluate", p))
-            tracked(configure(promote(params=p["promote_params"], model=t.outputs["model"]), "promote", p)).after(ev)
+            tracked(configure(promote(params=p["promote_params"], model=t.outputs["model"],
+                                      results=ev.outputs["results"], prepared=prepared, feats=feats), "promote", p))
         return ev
 
     def tagcode_pipeline(*args: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,6 +26,13 @@ class StageConfig(BaseModel):
     """Base of every stage's config: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    def default_out(self, path: str) -> Self:
+        """Set an unset ``out`` to ``path``, derived from the cell (so `train --method wsdhq --bits 16` writes
+        models/wsdhq-16, not a fixed default another cell also writes); called by the configs' validators."""
+        if getattr(self, "out", "") is None:
+            self.__dict__["out"] = path  # direct: validate_assignment would re-run this validator
+        return self
 
 
 def read_params(path: str | Path, *, raw: bool = False) -> dict[str, Any]:

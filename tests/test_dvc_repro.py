@@ -66,7 +66,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
     work.mkdir()
     params = {**tiny_params(build_tiny_dataset(tmp / "dataset", mix=0.9)), "grid": GRID,
               "promote": {"metric": "wsdhq_map_at_5000", "margin": 0.0}}
-    params["train"] = {**params["train"], "variants": VARIANTS}
+    # As the demo: cells train and evaluate with tracking off; the one promote stage logs and registers them.
+    params["train"] = {**params["train"], "variants": VARIANTS, "tracking": False}
+    params["evaluate"] = {**params["evaluate"], "tracking": False}
     shutil.copytree(REPO / "tagcode", work / "tagcode", ignore=shutil.ignore_patterns("__pycache__"))
     (work / "dvc.yaml").write_text(yaml.safe_dump(_dvc_yaml_for(GRID), sort_keys=False))
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -87,7 +89,7 @@ def test_dvc_repro_fresh_repo_then_noop(project: tuple[Path, dict, dict, str]) -
     work, params, env, first = project
     dvc = str(Path(sys.executable).parent / "dvc")
     for stage in ("prepare", "clean_tags", "embed_tags", "features", "train_binary@itq-16", "encode_quantizer@pq-8",
-                  "evaluate_float@float-32", "promote_binary@itq-16", "report"):
+                  "evaluate_float@float-32", "promote", "report"):
         assert f"Running stage '{stage}'" in first
     assert "prepare: 280 records from folder" in first
     for path in ("data/prepared/manifest.parquet", "data/tags/vocab.parquet", "data/embed/tag_embeddings.npy",
@@ -97,6 +99,8 @@ def test_dvc_repro_fresh_repo_then_noop(project: tuple[Path, dict, dict, str]) -
     rows = [r for r in json.loads((work / "reports" / "table.json").read_text())["rows"] if r["method"] != "random"]
     assert {(r["method"], r["bits"]) for r in rows} == CELLS
     assert len({r["wshrca"] for r in rows}) == len(rows) and max(r["wshrca"] for r in rows) < 1.0
+    decisions = {p.stem: json.loads(p.read_text()) for p in (work / "promotions").glob("*.json")}
+    assert set(decisions) == {f"{m}-{b}" for m, b in CELLS} and all(d["promoted"] for d in decisions.values())
 
     # Unchanged: only the dataset listing runs (always, a directory walk); it finds nothing new.
     second = _run([dvc, "repro"], work, env)

@@ -51,6 +51,13 @@ def run_cell(root: Path, tiny: tuple[Path, Path], method: str, bits: int, seed: 
     return dirs
 
 
+def tiny_embed(root: Path, prep: Path) -> Path:
+    """clean_tags and embed_tags on the tiny dataset (for the tag-supervised methods); the embed directory."""
+    run_stage("clean_tags", {"prepared": str(prep), "min_freq": 2, "out": str(root / "tags")})
+    run_stage("embed_tags", {"tags": str(root / "tags"), "eps": 0.05, "out": str(root / "embed")})
+    return root / "embed"
+
+
 def client():
     """An MlflowClient on the test's tracking URI."""
     import mlflow
@@ -196,8 +203,56 @@ def test_tracking_off_writes_no_run(tmp_path: Path, tiny: tuple[Path, Path]) -> 
     assert "run_id" not in summary and sorted(p.name for p in (tmp_path / "m").iterdir()) == \
         ["arrays.safetensors", "config.json"]
     assert not (tmp_path / "mlflow.db").exists()
-    with pytest.raises(TagcodeError, match="trained with tracking off"):
-        run_stage("promote", {"model": str(tmp_path / "m"), "out": str(tmp_path / "p.json")})
+    with pytest.raises(TagcodeError, match=r"no metrics for model .*\(run `tagcode evaluate` first\)"):
+        run_stage("promote", {"model": str(tmp_path / "m"), "metrics": str(tmp_path / "none"),
+                              "prepared": str(prep), "features": str(feats), "out": str(tmp_path / "p.json")})
+
+
+def test_untracked_grid_is_logged_and_promoted_in_one_stage(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
+    """The demo's way: cells trained and evaluated with tracking off, then one promote over the models
+    directory logs each as a finished run (loss curve, model, metrics) and makes it champion; promoting
+    again reuses the runs and versions."""
+    from tagcode.tracking.registry import champions
+    from tagcode.tracking.run import LOSSES_FILE, read_losses
+
+    prep, feats = tiny
+    cells = {"lsh-16": {"method": "lsh", "bits": 16}, "wdht-16": {"method": "wdht", "bits": 16,
+                                                                  "options": {"epochs": 2}}}
+    embed = tiny_embed(tmp_path, prep)
+    for cell, values in cells.items():
+        run_stage("train", {**values, "tracking": False, "prepared": str(prep), "features": str(feats),
+                            "embed": str(embed), "out": str(tmp_path / "models" / cell)})
+        run_stage("encode", {"model": str(tmp_path / "models" / cell), "prepared": str(prep),
+                             "features": str(feats), "out": str(tmp_path / "codes" / cell)})
+        run_stage("evaluate", {"codes": str(tmp_path / "codes" / cell), "prepared": str(prep), "tracking": False,
+                               "out": str(tmp_path / "metrics" / cell)})
+    assert not (tmp_path / "models" / "lsh-16" / LOSSES_FILE).exists()
+    steps = read_losses(tmp_path / "models" / "wdht-16")
+    assert steps and {"loss", "pairwise", "hinge"} <= set(steps[0][1])
+
+    def promote() -> dict:
+        return json.loads(run_stage("promote", {"model": str(tmp_path / "models"), "metrics": str(tmp_path / "metrics"),
+                                                "prepared": str(prep), "features": str(feats),
+                                                "metric": "wshrca_map_at_all", "out": str(tmp_path / "promotions")}))
+
+    first = promote()["decisions"]
+    assert [d["promoted"] for d in first] == [True, True]
+    assert sorted(p.name for p in (tmp_path / "promotions").iterdir()) == ["lsh-16.json", "wdht-16.json"]
+    c = client()
+    rows = champions(c)
+    assert [r["name"] for r in rows] == ["tagcode-folder-lsh-16", "tagcode-folder-wdht-16"]
+    for row, cell in zip(rows, cells, strict=True):
+        metrics = json.loads((tmp_path / "metrics" / cell / "metrics.json").read_text())
+        assert row["value"] == pytest.approx(metrics["scalars"]["wshrca_map_at_all"])
+        run = c.get_run(row["run_id"])
+        assert run.info.status == "FINISHED" and run.data.params["train.method"] == cells[cell]["method"]
+        assert len(run.data.tags["tagcode.eval_fingerprint"]) == 64
+    curve = c.get_metric_history(rows[1]["run_id"], "train/loss")
+    assert [m.step for m in curve] == [s for s, _ in steps]
+    assert not (tmp_path / "models" / "lsh-16" / "tracking.json").exists()  # DVC outputs of train stay as they were
+    again = promote()["decisions"]
+    assert [(d["run_id"], d["version"], d["reason"]) for d in again] == \
+        [(d["run_id"], d["version"], "already champion") for d in first]
 
 
 def test_a_down_server_is_one_line_before_training(tmp_path: Path, tiny: tuple[Path, Path],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tagcode.config import StageConfig
 from tagcode.data.cache import ImageCache
@@ -31,7 +31,11 @@ class Config(StageConfig):
                                             "the shards and builds the index)")
     num_shards: int = Field(1, ge=1, description="number of database shards (contiguous ranges in manifest "
                                                  "order); every shard encodes all queries")
-    out: str = Field("codes/itq-32", description="output directory")
+    out: str | None = Field(None, description="output directory (None: codes/<the model directory's name>)")
+
+    @model_validator(mode="after")
+    def _out(self) -> Config:
+        return self.default_out(f"codes/{Path(self.model).name}")
 
 
 def run(cfg: Config) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tagcode.data.manifest import read_labels
 from tagcode.errors import TagcodeError
@@ -39,7 +39,11 @@ class Config(TrackedConfig):
                                  description=f"protocol families: {', '.join(FAMILIES)}")
     p_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10, 100, 1000],
                                                     description="cut-offs for precision@N")
-    out: str = Field("metrics/itq-32", description="output directory")
+    out: str | None = Field(None, description="output directory (None: metrics/<the codes directory's name>)")
+
+    @model_validator(mode="after")
+    def _out(self) -> Config:
+        return self.default_out(f"metrics/{Path(self.codes).name}")
 
 
 def own_score(query: dict[str, Any], database: dict[str, Any]) -> str | None:
@@ -110,8 +114,8 @@ def run(cfg: Config) -> dict[str, Any]:
     write_json(out / "metrics.json", metrics)
     plot_pr_curves(curves, out / "pr_curve.png")
     if ref is not None:
-        from tagcode.tracking.run import id_fingerprint, log_evaluation
-        log_evaluation(ref, metrics, id_fingerprint(query.ids, database.ids),
+        from tagcode.tracking.run import eval_fingerprint, log_evaluation
+        log_evaluation(ref, metrics, eval_fingerprint(metrics),
                        cfg.model_dump(exclude={"tracking"}), [out / "pr_curve.png"])
     return {**metrics, **({"run_id": ref.run_id} if ref is not None else {})}
 

@@ -17,12 +17,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tagcode.errors import TagcodeError
 from tagcode.progress import step_progress
 from tagcode.tracking import TrackedConfig
-from tagcode.tracking.run import tee
+from tagcode.tracking.run import LossHistory, tee, write_run_ref
 
 
 class Variant(BaseModel):
@@ -53,7 +53,11 @@ class Config(TrackedConfig):
                                                 "needed by tag-supervised methods)")
     checkpoint_dir: str | None = Field(None, description="where torch methods keep resumable checkpoints "
                                                          "(None: <out>.ckpt)")
-    out: str = Field("models/itq-32", description="model directory to write")
+    out: str | None = Field(None, description="model directory to write (None: models/<method>-<bits>)")
+
+    @model_validator(mode="after")
+    def _out(self) -> Config:
+        return self.default_out(f"models/{self.method}-{self.bits}")
     experiment: str = Field("tagcode", description="MLflow experiment of the cell's run (with tracking on)")
     progress: bool | None = Field(None, description="show training steps and loss terms (None: when stderr is a "
                                                     "terminal and CI is not set)")
@@ -86,13 +90,17 @@ def run(cfg: Config, log: Any = None) -> dict[str, Any]:
                               images=method.input == "images")
         ckpt = cfg.checkpoint_dir or f"{cfg.out.rstrip('/')}.ckpt"
         steps = stack.enter_context(step_progress(f"train {cfg.method} {cfg.bits} bits", enabled=cfg.progress))
-        log = tee(log, steps)
+        history = LossHistory()
+        log = tee(log, steps, history)
         method.fit(train, log=log, checkpoint_dir=Path(ckpt) if method.supervision == "tags" else None)
         method.save(cfg.out)
+        history.write(cfg.out)
         shutil.rmtree(ckpt, ignore_errors=True)  # the saved model supersedes the checkpoints
         summary = {"method": cfg.method, "bits": cfg.bits, "train_images": len(train), "out": cfg.out}
         if tracked is not None:
-            summary["run_id"] = tracked.log_model(cfg.out, input_example(train)).run_id
+            ref = tracked.log_model(cfg.out, input_example(train))
+            write_run_ref(cfg.out, ref)
+            summary["run_id"] = ref.run_id
     return summary
 
 

@@ -1,8 +1,14 @@
-"""One MLflow run per dataset × method × bits cell: opened by train, continued by evaluate and promote.
+"""One MLflow run per dataset × method × bits cell, logged live or after the fact.
 
-The run's reference (``tracking.json``: URI, experiment, run id, logged-model URI, cell) is written into the
-model directory; encode copies it to the codes directory, so evaluate logs its metrics on the run that
-trained the model and promote registers that run's model.
+Live (train and evaluate with tracking on, the cluster's way): train opens the run and writes its reference
+(``tracking.json``: URI, experiment, run id, logged-model URI, cell) into the model directory; encode copies
+it to the codes directory, so evaluate logs its metrics on the run that trained the model and promote
+registers that run's model.
+
+After the fact (:func:`log_offline`, the demo's way): a model trained and evaluated with tracking off keeps
+its record on disk (the model, ``losses.json`` beside it, evaluate's ``metrics.json`` and plot), and one
+promote process logs it as the same finished run; MLflow is imported once for the whole grid instead of in
+every train and evaluate process (tracking then adds seconds to the demo, not minutes).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from tagcode.io import write_json
 from tagcode.tracking.backend import connect, mlflow_errors, probe, project_root, tracking_uri
 
 RUN_FILE = "tracking.json"
+LOSSES_FILE = "losses.json"
+CURVE_POINTS = 500  # at most this many steps of each loss curve are logged after the fact
+MODEL_DIGEST_TAG = "tagcode.model_md5"
 LogFn = Callable[[int, dict[str, float]], None]
 TRAIN_PREFIX = "train/"  # per-step loss terms are logged as train/<term>
 
@@ -194,6 +203,35 @@ def tee(*fns: LogFn | None) -> LogFn:
     return log
 
 
+class LossHistory:
+    """The training ``log(step, terms)`` callback that keeps every step's loss terms, for ``losses.json``
+    beside the model (so a model trained with tracking off can be logged later with its curves)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, dict[str, float]]] = []
+
+    def __call__(self, step: int, terms: dict[str, float]) -> None:
+        self.steps.append((int(step), {k: float(v) for k, v in terms.items()}))
+
+    def write(self, directory: str | Path) -> None:
+        """Write ``losses.json`` into ``directory`` when any step was logged (torch-trained methods)."""
+        if self.steps:
+            write_json(Path(directory) / LOSSES_FILE, {"steps": [[s, t] for s, t in self.steps]})
+
+
+def read_losses(directory: str | Path) -> list[tuple[int, dict[str, float]]]:
+    """The per-step loss terms saved by :class:`LossHistory` in ``directory`` (empty when there are none;
+    after a resumed training, the steps since the last start)."""
+    path = Path(directory) / LOSSES_FILE
+    if not path.is_file():
+        return []
+    try:
+        return [(int(s), {k: float(v) for k, v in t.items()}) for s, t in
+                json.loads(path.read_text(encoding="utf-8"))["steps"]]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise TagcodeError(f"{path}: unreadable loss history ({exc})") from None
+
+
 def input_example(train: Any, n: int = 2) -> np.ndarray:
     """The first ``n`` training inputs the model's ``predict`` takes: feature rows, or images for end-to-end
     methods (logged as the model's input example)."""
@@ -211,16 +249,14 @@ class TrainRun:
         self.log = StepLogger(client, run_id)
 
     def log_model(self, model_dir: str | Path, example: np.ndarray) -> RunRef:
-        """Log the saved method directory as the run's pyfunc model and write ``tracking.json`` into it."""
+        """Log the saved method directory as the run's pyfunc model; returns the run's reference."""
         from tagcode.tracking.pyfunc import log_codes_model
 
         self.log.flush()
         with mlflow_errors(self.uri):
             model_uri = log_codes_model(self.run_id, model_dir, example)
-        ref = RunRef(tracking_uri=self.uri, experiment_id=self.experiment_id, run_id=self.run_id,
-                     model_uri=model_uri, **self.cell)
-        write_run_ref(model_dir, ref)
-        return ref
+        return RunRef(tracking_uri=self.uri, experiment_id=self.experiment_id, run_id=self.run_id,
+                      model_uri=model_uri, **self.cell)
 
 
 @contextlib.contextmanager
@@ -252,14 +288,11 @@ def train_run(experiment: str, cell: dict[str, Any], params: dict[str, Any],
         client.set_terminated(run_id, "FINISHED")
 
 
-def id_fingerprint(query_ids: Sequence[str], database_ids: Sequence[str]) -> str:
-    """sha256 of the ordered query and database ids: two figures are comparable only when these match."""
-    h = hashlib.sha256()
-    for part, ids in (("query", query_ids), ("database", database_ids)):
-        h.update(f"{part}\n".encode())
-        h.update("\n".join(map(str, ids)).encode())
-        h.update(b"\n")
-    return h.hexdigest()
+def eval_fingerprint(metrics: dict[str, Any]) -> str:
+    """sha256 of what evaluate says the metrics were measured on (dataset, query and database id digests:
+    ``metrics.json``'s ``fingerprint``): two figures are comparable only when these match."""
+    canonical = json.dumps(metrics["fingerprint"], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def evaluation_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -293,6 +326,52 @@ def log_evaluation(ref: RunRef, metrics: dict[str, Any], fingerprint: str, confi
                          tags=[RunTag(k, v) for k, v in tags.items()])
         for path in artifacts:
             client.log_artifact(ref.run_id, str(path), artifact_path="evaluation")
+
+
+def model_digest(model_dir: str | Path) -> str:
+    """md5 over a saved model's files (not the run reference): identifies the model a run logged."""
+    d = Path(model_dir)
+    lines = [f"{f.relative_to(d).as_posix()} {_md5_file(f)}" for f in sorted(d.rglob("*"))
+             if f.is_file() and f.name != RUN_FILE]
+    return hashlib.md5("\n".join(lines).encode()).hexdigest()
+
+
+def log_offline(experiment: str, cell: dict[str, Any], params: dict[str, Any], inputs: dict[str, str | Path],
+                model_dir: str | Path, example: np.ndarray, metrics_dir: str | Path) -> RunRef:
+    """Log a cell trained and evaluated with tracking off as one finished run, the same as a live one: params
+    and provenance, the loss curves of ``losses.json`` (at most ``CURVE_POINTS`` steps of each), the model,
+    and evaluate's ``metrics.json`` and PR curve from ``metrics_dir``. A run already logged for the same model
+    files is reused, so promoting again registers nothing twice."""
+    from mlflow.entities import RunStatus
+
+    metrics_path = Path(metrics_dir) / "metrics.json"
+    if not metrics_path.is_file():
+        raise TagcodeError(f"{metrics_path}: no metrics for model {model_dir} (run `tagcode evaluate` first)")
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    if "fingerprint" not in metrics:
+        raise TagcodeError(f"{metrics_path}: written by an older tagcode (no fingerprint); evaluate again")
+    uri = tracking_uri()
+    client, experiment_id = connect(uri, experiment)
+    digest = model_digest(model_dir)
+    with mlflow_errors(uri):
+        done = client.search_runs([experiment_id], f"tags.`{MODEL_DIGEST_TAG}` = '{digest}' and "
+                                  f"attributes.status = '{RunStatus.to_string(RunStatus.FINISHED)}'", max_results=1)
+    if done and "tagcode.model_uri" in done[0].data.tags:
+        run = done[0]
+        return RunRef(tracking_uri=uri, experiment_id=experiment_id, run_id=run.info.run_id,
+                      model_uri=run.data.tags["tagcode.model_uri"], **cell)
+    with train_run(experiment, cell, params, inputs) as tracked:
+        steps = read_losses(model_dir)
+        for step, terms in steps[:: max(1, -(-len(steps) // CURVE_POINTS))]:
+            tracked.log(step, terms)
+        ref = tracked.log_model(model_dir, example)
+    curve = Path(metrics_dir) / "pr_curve.png"
+    log_evaluation(ref, metrics, eval_fingerprint(metrics), {"protocols": sorted(metrics["protocols"])},
+                   [curve] if curve.is_file() else [])
+    with mlflow_errors(uri):  # last: a run interrupted before this point is not reused
+        client.set_tag(ref.run_id, "tagcode.model_uri", ref.model_uri)
+        client.set_tag(ref.run_id, MODEL_DIGEST_TAG, digest)
+    return ref
 
 
 def log_report(experiment: str, artifacts: Sequence[str | Path]) -> str:
