@@ -3,18 +3,31 @@ the evaluator's search; every endpoint over HTTP on loopback; bad input is a 4xx
 
 from __future__ import annotations
 
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
+from PIL import Image
 
 from tagcode.errors import TagcodeError
 from tagcode.retrieval.codes import load_codes
 from tagcode.retrieval.search import aqd_knn, hamming_knn
+from tagcode.serve.app import create_app
 from tagcode.serve.catalog import Catalog, ServeError
 from tagcode.serve.champions import from_directory, load_champion
 from tagcode.serve.engine import SearchService
+from tagcode.serve.server import running
 from tests.serve_project import build_serve_project
+
+SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +80,123 @@ def test_tag_search_only_where_the_query_side_is_word_vectors(service: SearchSer
     with pytest.raises(ServeError, match=r"unknown tag 'skyy'.*did you mean sky") as exc:
         service.by_tags("wsdhq-8", "skyy", 10)
     assert exc.value.status == 404
+
+
+@pytest.fixture(scope="module")
+def url(service: SearchService) -> Iterator[str]:
+    """The app under uvicorn on a loopback port."""
+    with running(create_app(service, max_upload=64 << 10)) as base:
+        yield base
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _bomb() -> bytes:
+    """A valid PNG header declaring 100,000 × 100,000 pixels (the pixel data is never reached)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + idat + chunk(b"IEND", b"")
+
+
+def test_endpoints_answer_over_http(url: str, project: Path, service: SearchService) -> None:
+    assert requests.get(f"{url}/health", timeout=10).json() == {"status": "ok", "champions": ["wsdhq-8", "itq-16"]}
+    champs = {c["key"]: c for c in requests.get(f"{url}/api/champions", timeout=10).json()}
+    assert champs["wsdhq-8"]["tag_search"] and not champs["itq-16"]["tag_search"]
+    assert champs["itq-16"]["metric"] == "hamming" and champs["wsdhq-8"]["metric"] == "inner_product"
+    page = requests.get(f"{url}/api/queries", params={"limit": 3}, timeout=10).json()
+    assert page["total"] == 8 and len(page["queries"]) == 3
+    qid = page["queries"][0]["id"]
+    res = requests.get(f"{url}/api/search/id", params={"id": qid, "champion": "itq-16", "k": 20}, timeout=10).json()
+    assert res["query"]["ground_truth"] and len(res["results"]) == 20
+    assert res["results"] == service.by_id("itq-16", qid, 20)["results"]
+    assert all(r["relevant"] in (True, False) for r in res["results"])  # the query has labels, so every row is marked
+    colour = qid.split("/")[-1].split("_")[0]  # tiny dataset ids name their class: relevance is the same class
+    assert [r["relevant"] for r in res["results"]] == [r["id"].split("/")[-1].startswith(colour)
+                                                       for r in res["results"]]
+    tags = requests.get(f"{url}/api/search/tags", params={"q": "sky, ocean", "k": 5}, timeout=10).json()
+    assert tags["champion"] == "wsdhq-8" and tags["query"]["tags"] == ["sky", "ocean"] and len(tags["results"]) == 5
+    thumb = requests.get(f"{url}/api/thumbnail", params={"id": qid}, timeout=10)
+    assert thumb.headers["content-type"] == "image/png"
+    cache = service.catalog.cache
+    shown = np.asarray(Image.open(io.BytesIO(thumb.content)))
+    np.testing.assert_array_equal(shown, cache.get(cache.index_of([qid]))[0])
+
+
+def test_an_uploaded_dataset_image_finds_itself(url: str, project: Path, service: SearchService) -> None:
+    """Upload a database image's own file: decoded, through tiny_cnn and the method as the pipeline did, its
+    codes equal its database codes, so it scores like itself (rank 1 up to ties)."""
+    db_id = "images/red_05"
+    body = (project / "ds" / "images" / "red_05.png").read_bytes()
+    for key in ("itq-16", "wsdhq-8"):
+        res = requests.post(f"{url}/api/search/image", params={"champion": key, "k": 5}, data=body, timeout=30)
+        assert res.status_code == 200, res.text
+        own = service.by_id(key, db_id, 5)["results"]
+        assert res.json()["results"][0]["score"] == pytest.approx(own[0]["score"], abs=1e-4)
+        assert db_id in {r["id"] for r in res.json()["results"] if r["score"] == pytest.approx(own[0]["score"])}
+
+
+BAD = [
+    ("get", "/api/search/id", {"id": "images/nope"}, None, 404, "unknown image id"),
+    ("get", "/api/search/id", {"id": "../../etc/passwd"}, None, 404, "unknown image id"),
+    ("get", "/api/thumbnail", {"id": "../data/prepared/manifest.parquet"}, None, 404, "no image"),
+    ("get", "/api/thumbnail", {"id": "/etc/passwd"}, None, 404, "no image"),
+    ("get", "/api/search/id", {"id": "images/red_00", "champion": "lsh-64"}, None, 404, "unknown champion"),
+    ("get", "/api/search/id", {"id": "images/red_00", "k": 0}, None, 422, "k:"),
+    ("get", "/api/search/id", {"id": "images/red_00", "k": 101}, None, 422, "k:"),
+    ("get", "/api/search/id", {}, None, 422, "id:"),
+    ("get", "/api/search/tags", {"q": "sky", "champion": "itq-16"}, None, 400, "not word-vector space"),
+    ("get", "/api/search/tags", {"q": "zebra"}, None, 404, "unknown tag 'zebra'"),
+    ("get", "/api/search/tags", {"q": " , !"}, None, 422, "q: String should match pattern"),
+    ("post", "/api/search/image", {}, b"", 422, "empty upload"),
+    ("post", "/api/search/image", {}, b"GIF89a not really", 422, "upload: truncated or corrupt image"),
+    ("post", "/api/search/image", {}, b"plain text, not an image", 422, "not an image"),
+    ("post", "/api/search/image", {}, _bomb(), 422, "decompression bomb"),
+    ("post", "/api/search/image", {}, b"\0" * (65 << 10), 413, "over the 65536-byte limit"),
+    ("get", "/no/such/route", {}, None, 404, "Not Found"),
+    ("delete", "/api/search/id", {}, None, 405, "Method Not Allowed"),
+]
+
+
+@pytest.mark.parametrize(("verb", "path", "params", "body", "status", "message"), BAD)
+def test_bad_input_is_a_4xx_json_error(url: str, verb: str, path: str, params: dict, body: bytes | None, status: int,
+                                       message: str) -> None:
+    res = requests.request(verb, f"{url}{path}", params=params, data=body, timeout=10)
+    assert res.status_code == status, res.text
+    assert message in res.json()["error"]
+
+
+def test_an_oversized_upload_without_a_length_is_cut_off(url: str) -> None:
+    """A chunked upload (no Content-Length) is refused once it passes the limit, not read to the end."""
+    def chunks() -> Iterator[bytes]:
+        for _ in range(1000):
+            yield b"\xff" * 4096
+    res = requests.post(f"{url}/api/search/image", data=chunks(), timeout=10)
+    assert res.status_code == 413 and "over the 65536-byte limit" in res.json()["error"]
+
+
+def test_metrics_count_requests(url: str) -> None:
+    requests.get(f"{url}/api/search/id", params={"id": "images/nope"}, timeout=10)
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    assert 'tagcode_serve_requests_total{route="/api/search/id",status="404"}' in text
+    assert 'tagcode_serve_database_codes{champion="itq-16"} 272.0' in text
+    assert "tagcode_serve_request_seconds_bucket" in text
+
+
+def test_schemathesis_finds_no_server_error_and_the_service_still_answers(url: str, tmp_path: Path) -> None:
+    """Fuzz every operation of the app's own OpenAPI schema (all checks: no 5xx, documented status codes and
+    content types, responses matching their schemas); afterwards the service still answers."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(SCHEMATHESIS_CONFIG), "run",
+         f"{url}/openapi.json", "--checks", "all",
+         "--max-examples", "40", "--seed", "1", "--generation-database", "none", "--no-color"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp_path / "hypothesis")})
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert requests.get(f"{url}/health", timeout=10).json()["status"] == "ok"
+    assert requests.get(f"{url}/api/search/id", params={"id": "images/red_00"}, timeout=10).status_code == 200
