@@ -4,6 +4,7 @@ the evaluator's search; every endpoint over HTTP on loopback; bad input is a 4xx
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import subprocess
@@ -25,6 +26,7 @@ from tagcode.serve.catalog import Catalog, ServeError
 from tagcode.serve.champions import from_directory, load_champion
 from tagcode.serve.engine import SearchService
 from tagcode.serve.server import running
+from tagcode.stages import run_stage
 from tests.serve_project import build_serve_project
 
 SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -200,3 +202,28 @@ def test_schemathesis_finds_no_server_error_and_the_service_still_answers(url: s
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert requests.get(f"{url}/health", timeout=10).json()["status"] == "ok"
     assert requests.get(f"{url}/api/search/id", params={"id": "images/red_00"}, timeout=10).status_code == 200
+
+
+def test_champion_loads_from_the_registry_by_name(project: Path, tmp_path: Path) -> None:
+    """Train, evaluate and promote a cell with tracking on (the test's SQLite store); the service loads the
+    champion by its registered name, encodes the split with it, and ranks exactly as the directory codes do;
+    a name with no champion is a one-line error."""
+    prep, feats = project / "data" / "prepared", project / "data" / "features"
+    model, codes = tmp_path / "models" / "itq-16", tmp_path / "codes" / "itq-16"
+    run_stage("train", {"method": "itq", "bits": 16, "prepared": str(prep), "features": str(feats),
+                        "out": str(model)})
+    run_stage("encode", {"model": str(model), "prepared": str(prep), "features": str(feats), "out": str(codes)})
+    run_stage("evaluate", {"codes": str(codes), "prepared": str(prep), "protocols": ["wshrca"],
+                           "out": str(tmp_path / "metrics")})
+    decision = json.loads(run_stage("promote", {"model": str(model), "metric": "wshrca_map_at_all",
+                                                "out": str(tmp_path / "promotion.json")}))
+    assert decision["promoted"] and decision["name"] == "tagcode-folder-itq-16"
+    for ref in ("tagcode-folder-itq-16", "models:/tagcode-folder-itq-16@champion"):
+        champion = load_champion(ref, prepared=prep, features=feats)
+        assert champion.key == "itq-16" and champion.source == "models:/tagcode-folder-itq-16@champion"
+        database = load_codes(codes / "database")
+        assert list(champion.database.ids) == list(database.ids)
+        np.testing.assert_array_equal(champion.database.bits, database.bits)
+        np.testing.assert_array_equal(champion.queries.bits, load_codes(codes / "query").bits)
+    with pytest.raises(TagcodeError, match="tagcode-folder-lsh-8"):
+        load_champion("tagcode-folder-lsh-8", prepared=prep, features=feats)

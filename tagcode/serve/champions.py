@@ -3,10 +3,10 @@
 Two sources:
 
 - the MLflow registry, by name: ``models:/<name>@champion`` (or just the registered name, e.g.
-  ``tagcode-openclipart-wsdhq-32``). The logged model holds the method's saved directory (artifact
-  ``method``, see ``tagcode.tracking.pyfunc``); the database and queries of the prepared split are encoded with
-  it at start-up, from the features (or the image cache for end-to-end methods), so the codes are the
-  champion's own;
+  ``tagcode-openclipart-wsdhq-32``). The logged model holds the method's saved directory (the pyfunc
+  artifact ``method``, see ``tagcode.tracking.pyfunc``); the database and queries of the prepared split are
+  encoded with it at start-up, from the features (or the image cache for end-to-end methods), so the codes
+  are the champion's own;
 - a model directory written by ``tagcode train`` (``models/<method>-<bits>``) with the codes directory
   ``tagcode encode`` wrote for it (``codes/<method>-<bits>``: ``database/``, ``query/``, ``index.faiss``),
   for runs with tracking off, such as the demo.
@@ -92,7 +92,10 @@ def from_registry(ref: str, prepared: str | Path, features: str | Path) -> Champ
     connect(store)
     with tempfile.TemporaryDirectory(prefix="tagcode-serve-") as tmp, mlflow_errors(store):
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-        method = load_method(local / "artifacts" / "method")
+        artifacts = mlflow.models.Model.load(local).flavors.get("python_function", {}).get("artifacts", {})
+        if "method" not in artifacts:
+            raise TagcodeError(f"{uri}: not a tagcode model (no 'method' artifact in its MLmodel)")
+        method = load_method(local / artifacts["method"]["path"])
     manifest = read_manifest(Path(prepared) / "manifest.parquet")
     db_ids, q_ids = manifest.ids_of("database"), manifest.ids_of("query")
     if method.input == "images":
