@@ -29,7 +29,8 @@ from tagcode.serve.server import running
 from tagcode.stages import run_stage
 from tests.serve_project import build_serve_project
 
-SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
+REPO = Path(__file__).resolve().parents[1]
+SCHEMATHESIS_CONFIG = REPO / "tests" / "schemathesis.toml"
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +228,40 @@ def test_champion_loads_from_the_registry_by_name(project: Path, tmp_path: Path)
         np.testing.assert_array_equal(champion.queries.bits, load_codes(codes / "query").bits)
     with pytest.raises(TagcodeError, match="tagcode-folder-lsh-8"):
         load_champion("tagcode-folder-lsh-8", prepared=prep, features=feats)
+
+
+def test_kubernetes_manifest_configures_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/serve.yaml: a ConfigMap, a Deployment running `tagcode serve` in the pipeline's CPU stage image
+    with that ConfigMap as its environment, and a Service on its port; the CLI reads that environment into
+    the settings it serves with (captured instead of started)."""
+    import tomllib
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from components.images import STAGE_IMAGES
+    from tagcode.cli import app
+
+    docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "deploy" / "serve.yaml").read_text())}
+    assert set(docs) == {"ConfigMap", "Deployment", "Service"}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert container["image"] == f"ghcr.io/tagcode/{STAGE_IMAGES['encode']}:{version}"
+    assert container["args"] == ["serve"]
+    assert container["envFrom"][0] == {"configMapRef": {"name": docs["ConfigMap"]["metadata"]["name"]}}
+    assert pod["securityContext"]["runAsUser"] == 10001  # the image's user
+    config = docs["ConfigMap"]["data"]
+    assert int(config["TAGCODE_SERVE_PORT"]) == container["ports"][0]["containerPort"]
+    assert docs["Service"]["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    seen = []
+    monkeypatch.setattr("tagcode.serve.server.serve", seen.append)
+    result = CliRunner().invoke(app, ["serve"], env=config)
+    assert result.exit_code == 0, result.output
+    settings = seen[0]
+    assert settings.champions == config["TAGCODE_SERVE_CHAMPIONS"].split(",")
+    assert (settings.host, settings.port, settings.prepared) == ("0.0.0.0", 8000, config["TAGCODE_SERVE_PREPARED"])
+    unknown = {k for k in config if k.startswith("TAGCODE_SERVE_")} - {f"TAGCODE_SERVE_{f.upper()}"
+                                                                       for f in type(settings).model_fields}
+    assert not unknown

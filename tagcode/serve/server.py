@@ -20,7 +20,13 @@ from tagcode.serve.settings import Settings
 
 
 def build_service(settings: Settings) -> SearchService:
-    """Load the catalog and every champion; a missing input is a one-line error naming it."""
+    """Load the catalog and every champion; ``s3://`` inputs are fetched first (as the stages fetch them), and a
+    missing input is a one-line error naming it."""
+    from tagcode.io import fetch, is_s3
+
+    local = {name: str(fetch(value)) for name in ("prepared", "features", "embed", "codes_root")
+             if isinstance(value := getattr(settings, name), str) and is_s3(value)}
+    settings = settings.model_copy(update=local)
     for name in ("embed", "features"):
         path = getattr(settings, name)
         if path is not None and not Path(path).is_dir():
