@@ -56,9 +56,10 @@ class Backbone:
         return out.float().numpy()
 
 
-def load_backbone(features: str | Path, weights: str | None = None) -> Backbone:
+def load_backbone(features: str | Path, weights: str | None = None, allow_pickle: bool = False) -> Backbone:
     """The backbone named in ``<features>/meta.json`` at its recorded input size; its weights must be the ones
-    the features were computed with (same sha256), else a one-line error."""
+    the features were computed with (same sha256), else a one-line error. ``allow_pickle`` as the features
+    stage's (CaffeNet's pickled ``.npy``)."""
     from tagcode.backbones import create_backbone
     from tagcode.backbones.extract import weights_fingerprint
 
@@ -67,9 +68,10 @@ def load_backbone(features: str | Path, weights: str | None = None) -> Backbone:
         raise TagcodeError(f"{features}: no meta.json (run `tagcode features` first)")
     meta = read_json(meta_path)
     size = int(meta["preprocess"]["size"])
-    net = create_backbone(meta["backbone"], weights=weights)
+    kwargs: dict[str, Any] = {"allow_pickle": True} if allow_pickle else {}
+    net = create_backbone(meta["backbone"], weights=weights, **kwargs)
     if net.preprocess.size != size:
-        net = create_backbone(meta["backbone"], weights=weights, size=size)
+        net = create_backbone(meta["backbone"], weights=weights, size=size, **kwargs)
     if weights_fingerprint(net) != meta.get("weights_sha256"):
         raise TagcodeError(f"{meta_path}: backbone {meta['backbone']!r} weights differ from the ones the features "
                            "were computed with; give the same weights file (--backbone-weights)")
@@ -80,7 +82,8 @@ class Catalog:
     """Per image id: split, tags, ground truth and thumbnail; plus the tag vectors and the backbone (optional)."""
 
     def __init__(self, prepared: str | Path, *, embed: str | Path | None = None, features: str | Path | None = None,
-                 backbone_weights: str | None = None, max_pixels: int = 40_000_000) -> None:
+                 backbone_weights: str | None = None, backbone_allow_pickle: bool = False,
+                 max_pixels: int = 40_000_000) -> None:
         manifest_path = Path(prepared) / "manifest.parquet"
         frame = read_manifest(manifest_path).frame
         self.split = dict(zip(frame["image_id"], frame["split"], strict=True))
@@ -93,7 +96,8 @@ class Catalog:
         self.max_pixels = max_pixels
         self.embedding: TagEmbedding | None = read_embedding(embed) if embed is not None else None
         self._tag_index = {} if self.embedding is None else {n: i for i, n in enumerate(self.embedding.names)}
-        self.backbone: Backbone | None = load_backbone(features, backbone_weights) if features is not None else None
+        self.backbone: Backbone | None = (load_backbone(features, backbone_weights, backbone_allow_pickle)
+                                          if features is not None else None)
 
     def has_labels(self, image_id: str) -> bool:
         """True when ``image_id`` has ground truth (at least one label)."""

@@ -33,7 +33,8 @@ def build_service(settings: Settings) -> SearchService:
             raise TagcodeError(f"{path}: no {name} output here (give its directory, or 'none' to turn off "
                                f"{'tag' if name == 'embed' else 'image upload'} search)")
     catalog = Catalog(settings.prepared, embed=settings.embed, features=settings.features,
-                      backbone_weights=settings.backbone_weights, max_pixels=settings.max_pixels)
+                      backbone_weights=settings.backbone_weights,
+                      backbone_allow_pickle=settings.backbone_allow_pickle, max_pixels=settings.max_pixels)
     champions = [load_champion(ref, codes_root=settings.codes_root, prepared=settings.prepared,
                                features=settings.features or "data/features") for ref in settings.champions]
     return SearchService(catalog, champions)

@@ -28,6 +28,8 @@ class Settings(BaseModel):
                                                         "(None: no tag search)")
     backbone_weights: str | None = Field(None, description="weights file of the features' backbone, when it "
                                                            "has no packaged weights")
+    backbone_allow_pickle: bool = Field(False, description="trust a pickled backbone weights file (alexnet_caffe's "
+                                                           ".npy), as the features stage's allow_pickle")
     max_upload: int = Field(DEFAULT_MAX_UPLOAD, ge=1, description="largest accepted upload, bytes")
     max_pixels: int = Field(40_000_000, ge=1, description="largest accepted image (width × height), as prepare's")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
