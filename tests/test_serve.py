@@ -265,3 +265,20 @@ def test_kubernetes_manifest_configures_the_cli(monkeypatch: pytest.MonkeyPatch)
     unknown = {k for k in config if k.startswith("TAGCODE_SERVE_")} - {f"TAGCODE_SERVE_{f.upper()}"
                                                                        for f in type(settings).model_fields}
     assert not unknown
+
+
+def test_serve_command_errors_are_one_line(project: Path, tmp_path: Path) -> None:
+    """`tagcode serve` with inputs that are not there: one line on stderr naming them, exit code 2."""
+    cases = [(["--champions", str(project / "models" / "lsh-64"), "--codes-root", str(project / "codes")],
+              "no trained model here"),
+             (["--champions", str(project / "models" / "itq-16"), "--codes-root", str(tmp_path)], "no codes here"),
+             (["--prepared", str(tmp_path / "nothing")], "manifest not found"),
+             (["--embed", str(tmp_path / "nothing")], "no embed output here"),
+             (["--port", "http"], "port: Input should be a valid integer")]
+    base = ["--prepared", str(project / "data" / "prepared"), "--features", str(project / "data" / "features"),
+            "--embed", str(project / "data" / "embed")]
+    for args, message in cases:
+        proc = subprocess.run([sys.executable, "-m", "tagcode", "serve", *base, *args], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1, proc.stderr
