@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=Path("."), help="directory with data/, models/, codes/")
     parser.add_argument("--model", type=Path, default=Path("models/wsdhq-32"), help="model directory, in the project")
     parser.add_argument("--database", type=int, default=200_000, help="database size, synthetic codes added")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4], help="concurrent clients (one run each)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4], help="concurrent clients (one run each)")
     parser.add_argument("--requests", type=int, default=2000, help="requests per id/tag run")
     parser.add_argument("--image-requests", type=int, default=300, help="requests per upload run")
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit per run")

@@ -10,8 +10,7 @@ counts them (sharing at least one label).
 from __future__ import annotations
 
 import io
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,6 @@ class Backbone:
 
     name: str
     net: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def features(self, image: np.ndarray) -> np.ndarray:
         """``(1, dim)`` float32 features of one ``(size, size, 3)`` uint8 image, as the features stage computes."""
@@ -51,7 +49,7 @@ class Backbone:
 
         from tagcode.backbones.transforms import to_tensor
 
-        with self.lock, torch.inference_mode():  # one forward at a time: torch already uses every core
+        with torch.inference_mode():  # concurrent requests forward in parallel (read-only weights)
             out = self.net(to_tensor(image[None], self.net.preprocess))
         return out.float().numpy()
 

@@ -40,10 +40,22 @@ def build_service(settings: Settings) -> SearchService:
     return SearchService(catalog, champions)
 
 
+def limit_threads(n: int) -> None:
+    """Process-wide thread counts of torch, faiss (OpenMP) and BLAS (threadpoolctl)."""
+    import faiss
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    threadpool_limits(n)
+
+
 def serve(settings: Settings) -> None:
     """Load everything, then answer on ``host:port`` until interrupted."""
     import uvicorn
 
+    limit_threads(settings.threads)
     app = create_app(build_service(settings), max_upload=settings.max_upload)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 

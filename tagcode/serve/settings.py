@@ -30,6 +30,9 @@ class Settings(BaseModel):
                                                            "has no packaged weights")
     backbone_allow_pickle: bool = Field(False, description="trust a pickled backbone weights file (alexnet_caffe's "
                                                            ".npy), as the features stage's allow_pickle")
+    threads: int = Field(1, ge=1, description="torch, faiss and BLAS threads per request: one query gains nothing "
+                                              "from intra-op threads, which on a busy machine cost more than they "
+                                              "give; requests run in parallel instead")
     max_upload: int = Field(DEFAULT_MAX_UPLOAD, ge=1, description="largest accepted upload, bytes")
     max_pixels: int = Field(40_000_000, ge=1, description="largest accepted image (width × height), as prepare's")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
