@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-EXTRAS := pipeline,tracking,dvc,dev
-DEBIAN_PACKAGES := openclipart-svg openclipart-png dataset-fashion-mnist
+EXTRAS := pipeline,tracking,serve,dvc,dev
+DEBIAN_PACKAGES := openclipart-svg openclipart-png dataset-fashion-mnist chromium chromium-driver
 
 # No telemetry, and DVC's site cache inside the project instead of /var/tmp.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

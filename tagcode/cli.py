@@ -296,6 +296,39 @@ def champions() -> None:
         typer.echo(f"{r['name']}  v{r['version']}  {r['metric']} {value}  run {r['run_id']}")
 
 
+def make_serve_command() -> Any:
+    """``tagcode serve``: its options are the fields of the service's Settings (as a stage's are of its Config),
+    each also read from ``TAGCODE_SERVE_<FIELD>`` (how a Kubernetes Deployment configures it)."""
+    from tagcode.serve.settings import Settings
+
+    def command(**kwargs: Any) -> None:
+        from pydantic import ValidationError
+
+        from tagcode.config import validation_message
+        from tagcode.serve.server import serve as run_service
+
+        values = {key: _parse_value(value, Settings.model_fields[key].annotation)
+                  for key, value in kwargs.items() if value is not None}
+        try:
+            settings = Settings(**values)
+        except ValidationError as exc:
+            raise TagcodeError(validation_message(exc, "tagcode serve options")) from None
+        run_service(settings)
+
+    params = []
+    for key, field in Settings.model_fields.items():
+        option = _option(key, field)
+        option.default.envvar = f"TAGCODE_SERVE_{key.upper()}"
+        params.append(option)
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = ("Serve champions over HTTP: search by uploaded image, tag words or image id; the web page at "
+                       "/, the OpenAPI schema at /openapi.json, Prometheus metrics at /metrics.")
+    return command
+
+
+app.command("serve")(make_serve_command())
+
+
 def main() -> None:
     """Entry point: run the app; a TagcodeError or a command-line usage mistake becomes one line on stderr
     and exit code 2 (130 when interrupted), never a traceback."""

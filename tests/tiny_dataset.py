@@ -55,5 +55,5 @@ def tiny_params(dataset: Path) -> dict:
         "encode": {"prepared": "data/prepared", "features": "data/features"},
         "evaluate": {"prepared": "data/prepared", "protocols": ["wsdhq", "wshrca"], "p_at": [5]},
         "promote": {"metric": "wsdhq_map_at_5000", "margin": 0.0},
-        "report": {"metrics": "metrics", "out": "reports"},
+        "report": {"metrics": "metrics", "codes": "codes", "out": "reports"},
     }

@@ -1,8 +1,10 @@
-"""report: the baseline table (mAP per method × bits × protocol) and the mAP-vs-code-length plots.
+"""report: the baseline table (mAP per method × bits × protocol), the mAP-vs-code-length plots and the
+retrieval grid.
 
 Reads every ``<metrics>/<method>-<bits>/metrics.json`` written by evaluate; writes ``table.json``,
 ``table.md`` and ``map_vs_bits.png`` (one panel per protocol, the float reference dashed, the
-random-ranking mAP dotted, the y-axis from 0) in ``out``; with tracking on, they are also the artifacts of
+random-ranking mAP dotted, the y-axis from 0) and, with ``codes`` set, ``retrieval_grid.png``
+(``tagcode.evaluation.grid``) in ``out``; with tracking on, they are also the artifacts of
 an MLflow run named ``report``.
 
 Only results measured on the current data are reported: each metrics.json carries a fingerprint (dataset
@@ -24,6 +26,7 @@ from tagcode.io import atomic_open, write_json
 from tagcode.tracking import TrackedConfig
 
 RANDOM = "random"  # the table row holding the random-ranking mAP
+GRID_BITS = 32  # the code length whose cells the retrieval grid shows
 
 
 class Config(TrackedConfig):
@@ -33,6 +36,9 @@ class Config(TrackedConfig):
     prepared: str | None = Field("data/prepared", description="output directory of the prepare stage: every "
                                                               "cell must be measured on its split (None: cells "
                                                               "need only agree with each other)")
+    codes: str | None = Field(None, description="directory of the encode outputs (<method>-<bits>/): when set, "
+                                                "report also draws retrieval_grid.png, the top 10 of 8 queries for "
+                                                f"every {GRID_BITS}-bit cell")
     out: str = Field("reports", description="output directory")
     experiment: str = Field("tagcode", description="MLflow experiment of the report run (with tracking on)")
 
@@ -120,9 +126,17 @@ def run(cfg: Config) -> dict[str, Any]:
                      references={f"{p} protocol": {f"{r['method']} (uncompressed)": r[p] for r in cells
                                                    if p in r and r["kind"] == "float"} for p in protocols},
                      chance=chance)
+    artifacts = [out / "map_vs_bits.png", out / "table.md", out / "table.json"]
+    if cfg.codes is not None:
+        from tagcode.evaluation.grid import retrieval_grid
+        if cfg.prepared is None:
+            raise TagcodeError("report: the retrieval grid (codes set) needs the prepare output (prepared)")
+        retrieval_grid(cfg.codes, cfg.prepared, [f"{r['method']}-{r['bits']}" for r in cells if r["bits"] == GRID_BITS],
+                       out / "retrieval_grid.png")
+        artifacts.append(out / "retrieval_grid.png")
     if cfg.tracking:
         from tagcode.tracking.run import log_report
-        log_report(cfg.experiment, [out / "map_vs_bits.png", out / "table.md", out / "table.json"])
+        log_report(cfg.experiment, artifacts)
     return {"rows": rows, "protocols": protocols, "out": cfg.out}
 
 
