@@ -17,18 +17,6 @@ from tagcode.stages import run_stage
 from tests.tiny_dataset import build_tiny_dataset, tiny_params
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free local port, for the whole module."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 def _aws_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, tmp_path: Path, key: str = "test",
              secret: str = "test") -> None:
     for name, value in {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-east-1",

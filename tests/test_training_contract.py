@@ -4,10 +4,6 @@ validated method options, and the evaluator choosing the score from the protocol
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +19,7 @@ from tagcode.methods import create_method
 from tagcode.methods.torch_method import TorchMethod, TrainContext
 from tagcode.methods.trainset import TrainSet
 from tagcode.retrieval.codes import FloatCodes, QuantizedCodes, load_codes, save_codes, views
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.killing import kill_then_resume
 
 
 class Toy(TorchMethod):
@@ -137,22 +132,8 @@ def test_kill_9_mid_training_then_resume_gives_the_same_model(tmp_path: Path) ->
     ckpt = tmp_path / "ck"
     code = ("import sys, numpy as np; from tests.test_training_contract import fit_toy; "
             f"a = fit_toy({str(ckpt)!r}, sleep=0.05); np.savez(sys.argv[1], **a)")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "never.npz")], cwd=REPO, env=env)
-    deadline = time.monotonic() + 120
-    while not (ckpt / "last" / "state.json").is_file() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "never.npz").exists()
-    step = json.loads((ckpt / "last" / "state.json").read_text())["step"]
+    step, resumed = kill_then_resume(code, ckpt, tmp_path, slow="sleep=0.05", fast="sleep=0.0", grace=0.3)
     assert 0 < step < 40
-    out = tmp_path / "resumed.npz"
-    subprocess.run([sys.executable, "-c", code.replace("sleep=0.05", "sleep=0.0"), str(out)], cwd=REPO, env=env,
-                   check=True)
-    with np.load(out) as z:
-        resumed = {k: z[k] for k in z.files}
     full = fit_toy(None)
     assert all(np.array_equal(full[k], resumed[k]) for k in full)
 

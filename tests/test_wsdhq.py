@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +14,7 @@ import torch
 from tagcode.methods.wsdhq import quantizer
 from tagcode.methods.wsdhq.losses import AdaptiveMarginLoss, QuantizationLoss, adaptive_margins
 from tagcode.methods.wsdhq.model import EmbeddingHead
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.killing import kill_then_resume
 
 
 def _random_tags(rng: np.random.Generator, b: int, t: int) -> np.ndarray:
@@ -285,27 +279,10 @@ def test_kill_9_mid_training_then_resume_gives_the_same_model(tmp_path: Path) ->
     ckpt = tmp_path / "ck"
     code = ("import sys, time, numpy as np; from tests.test_wsdhq import fit_wsdhq; "
             f"a = fit_wsdhq({str(ckpt)!r}, log=lambda s, t: time.sleep(0.05)); np.savez(sys.argv[1], **a)")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "never.npz")], cwd=REPO, env=env)
-    deadline = time.monotonic() + 600  # generous: the machine may be shared
-    step = 0
-    while step < 12 and time.monotonic() < deadline:  # past the first code update, so the bank is restored too
-        time.sleep(0.05)
-        try:
-            step = json.loads((ckpt / "last" / "state.json").read_text())["step"]
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-    time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "never.npz").exists()
-    step = json.loads((ckpt / "last" / "state.json").read_text())["step"]
+    # killed past the first code update, so the memory bank is restored too
+    step, resumed = kill_then_resume(code, ckpt, tmp_path, slow="time.sleep(0.05)", fast="None", min_step=12,
+                                     grace=0.1)
     assert 12 <= step < 30
-    out = tmp_path / "resumed.npz"
-    subprocess.run([sys.executable, "-c", code.replace("time.sleep(0.05)", "None"), str(out)], cwd=REPO, env=env,
-                   check=True)
-    with np.load(out) as z:
-        resumed = {k: z[k] for k in z.files}
     full = fit_wsdhq()
     assert set(full) == set(resumed) and all(np.array_equal(full[k], resumed[k]) for k in full)
 

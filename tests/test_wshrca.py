@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +18,9 @@ from tagcode.methods.wshrca.losses import CrossModalHinge, PairwiseL1, Quantizat
 from tagcode.methods.wshrca.model import PaddedTags, TagRefinement, WSHRCANet
 from tagcode.methods.wshrca.schedule import epoch_kind, owned_before, warmup_factor
 from tagcode.stages import run_stage
+from tests.killing import kill_then_resume
 from tests.tiny_dataset import build_tiny_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 V, D, HEADS = 12, 30, 3
 TAG_LISTS = [np.array([3]), np.array([0, 5, 5, 7]), np.array([1, 2, 4, 6, 8, 11]), np.array([9, 10])]
 
@@ -228,23 +223,10 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
 def test_kill_9_mid_training_then_resume_gives_the_same_model(tmp_path: Path) -> None:
     ckpt, method = tmp_path / "ck", "wshrca"
     code = ("import sys, time, numpy as np; from tests.test_wshrca import fit_small; "
-            f"m = fit_small({method!r}, {str(ckpt)!r}, log=lambda s, t: time.sleep(SLEEP)); "
+            f"m = fit_small({method!r}, {str(ckpt)!r}, log=lambda s, t: time.sleep(0.05)); "
             "np.savez(sys.argv[1], **m.arrays)")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", code.replace("SLEEP", "0.05"), str(tmp_path / "never.npz")],
-                            cwd=REPO, env=env)
-    deadline = time.monotonic() + 120
-    while not (ckpt / "last" / "state.json").is_file() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "never.npz").exists()
-    assert 0 < json.loads((ckpt / "last" / "state.json").read_text())["step"] < 30
-    out = tmp_path / "resumed.npz"
-    subprocess.run([sys.executable, "-c", code.replace("SLEEP", "0"), str(out)], cwd=REPO, env=env, check=True)
-    with np.load(out) as z:
-        resumed = {k: z[k] for k in z.files}
+    step, resumed = kill_then_resume(code, ckpt, tmp_path, slow="time.sleep(0.05)", fast="None")
+    assert 0 < step < 30
     full = fit_small(method).arrays
     assert set(full) == set(resumed) and all(np.array_equal(full[k], resumed[k]) for k in full)
 
