@@ -31,6 +31,22 @@ def progress(total: int, desc: str, *, enabled: bool | None = None, unit: str = 
                 file=sys.stderr, dynamic_ncols=True)
 
 
+class CountingRows:
+    """A sliceable view (``len``, ``rows[a:b]``) of ``rows`` that advances ``bar`` by the rows each slice reads,
+    so a method encoding a stream of images in batches shows progress without knowing about it."""
+
+    def __init__(self, rows: Any, bar: Any) -> None:
+        self.rows, self.bar = rows, bar
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, sl: slice) -> Any:
+        out = self.rows[sl]
+        self.bar.update(len(out))
+        return out
+
+
 def warn(message: str) -> None:
     """One warning line on stderr (the user's input works, but probably not as meant)."""
     print(f"tagcode: warning: {message}", file=sys.stderr, flush=True)

@@ -313,7 +313,8 @@ def test_bits_and_options_are_checked() -> None:
         fit_wsdhq(iterations=5)
 
 
-def test_stages_train_wsdhq_without_labels_in_both_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stages_train_wsdhq_without_labels_in_both_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """prepare → clean_tags → embed_tags → features → train (frozen features, and end-to-end from the image cache
     with a tiny CNN) → encode → evaluate; training and encoding with the labels made unreadable."""
     import pyarrow.parquet as pq
@@ -344,8 +345,13 @@ def test_stages_train_wsdhq_without_labels_in_both_modes(tmp_path: Path, monkeyp
         options = {**FAST, "iterations": 9, "mode": mode, "backbone": "tiny_cnn"}
         run_stage("train", {"method": "wsdhq", "bits": 8, "options": options, "prepared": d["prep"],
                             "features": d["feats"], "embed": d["embed"], "out": str(tmp_path / f"m-{mode}")})
-        run_stage("encode", {"model": str(tmp_path / f"m-{mode}"), "prepared": d["prep"], "features": d["feats"],
-                             "out": str(tmp_path / f"c-{mode}")})
+        capsys.readouterr()
+        summary = json.loads(run_stage("encode", {"model": str(tmp_path / f"m-{mode}"), "prepared": d["prep"],
+                                                  "features": d["feats"], "progress": True,
+                                                  "out": str(tmp_path / f"c-{mode}")}))
+        bar, n = capsys.readouterr().err, summary["database"] + summary["query"]
+        # images stream through a bar (encode wsdhq ... n/n); features encode in a blink and show none
+        assert ("encode wsdhq: 100%" in bar and f"{n}/{n}" in bar) if mode == "end_to_end" else bar == ""
     monkeypatch.undo()
     for mode in ("features", "end_to_end"):
         metrics = json.loads(run_stage("evaluate", {"codes": str(tmp_path / f"c-{mode}"), "prepared": d["prep"],

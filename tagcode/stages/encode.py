@@ -18,6 +18,7 @@ from tagcode.data.features import features_for
 from tagcode.data.manifest import read_manifest
 from tagcode.errors import TagcodeError
 from tagcode.io import atomic_path, write_json
+from tagcode.progress import CountingRows, progress
 from tagcode.tracking.run import copy_run_ref
 
 
@@ -31,6 +32,8 @@ class Config(StageConfig):
                                             "the shards and builds the index)")
     num_shards: int = Field(1, ge=1, description="number of database shards (contiguous ranges in manifest "
                                                  "order); every shard encodes all queries")
+    progress: bool | None = Field(None, description="show a progress bar while encoding images (end-to-end "
+                                                    "models; None: when stderr is a terminal and CI is not set)")
     out: str | None = Field(None, description="output directory (None: codes/<the model directory's name>)")
 
     @model_validator(mode="after")
@@ -51,12 +54,14 @@ def run(cfg: Config) -> dict[str, Any]:
         raise TagcodeError(f"{cfg.prepared}: the split needs query and database images "
                            f"(query {len(q_ids)}, database {len(db_ids)})")
     db_ids = db_ids[shard_slice(len(db_ids), cfg.num_shards, cfg.shard)]
-    if method.input == "images":
+    if method.input == "images":  # the slow case (a backbone forward per image, 10 crops for WSDHQ): a bar
         cache = ImageCache(Path(cfg.prepared) / "images")
-        x_db, x_q = cache.view(db_ids), cache.view(q_ids)
+        with progress(len(db_ids) + len(q_ids), f"encode {method.label}", enabled=cfg.progress) as bar:
+            database = method.encode(CountingRows(cache.view(db_ids), bar), db_ids)
+            query = method.encode_query(CountingRows(cache.view(q_ids), bar), q_ids)
     else:
         x_db, x_q = features_for(cfg.features, db_ids, q_ids)
-    database, query = method.encode(x_db, db_ids), method.encode_query(x_q, q_ids)
+        database, query = method.encode(x_db, db_ids), method.encode_query(x_q, q_ids)
     with atomic_path(cfg.out) as out:
         out.mkdir()
         save_codes(database, out / "database")
