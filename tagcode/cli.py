@@ -263,7 +263,7 @@ def usage_error(exc: BaseException) -> tuple[str, int] | None:
             return f"{message} (see '{path} --help')", exc.exit_code
         if isinstance(exc, mod.ClickException):
             return one_line_text(exc.format_message()), exc.exit_code
-        if isinstance(exc, mod.Abort):
+        if isinstance(exc, getattr(mod, "Abort", ())):  # typer's vendored copy has no Abort
             return "aborted", 130
     return None
 

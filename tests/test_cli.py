@@ -118,3 +118,11 @@ def test_check_params_rejects_negative_counts(tmp_path: Path, section: str, key:
     sections = {s: importlib.import_module(f"tagcode.stages.{s}").Config for s in STAGES}
     with pytest.raises(TagcodeError, match=rf"{section}: {key}"):
         check_params_file(p, sections)
+
+
+def test_an_internal_error_is_not_taken_for_a_usage_mistake() -> None:
+    """A stage's own exception is no usage error (and checking it must not raise: typer's vendored click
+    has no Abort class)."""
+    from tagcode.cli import usage_error
+
+    assert usage_error(StopIteration()) is None and usage_error(RuntimeError("x")) is None

@@ -75,3 +75,7 @@ def test_report_draws_the_grid_of_the_32_bit_cells(project: Path, tmp_path: Path
     with pytest.raises(TagcodeError, match="no codes for the retrieval grid's cell lsh-32"):
         run_stage("report", {"metrics": str(tmp_path / "metrics"), "prepared": prepared,
                              "codes": str(tmp_path / "codes"), "out": str(tmp_path / "reports")})
+    shutil.rmtree(tmp_path / "metrics" / "lsh-32")  # no 32-bit cell left: one line, not a StopIteration
+    with pytest.raises(TagcodeError, match="retrieval grid needs at least one cell at its code length"):
+        run_stage("report", {"metrics": str(tmp_path / "metrics"), "prepared": prepared,
+                             "codes": str(tmp_path / "codes"), "out": str(tmp_path / "reports")})

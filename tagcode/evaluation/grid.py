@@ -93,6 +93,8 @@ def retrieval_grid(codes_dir: str | Path, prepared: str | Path, cells: Sequence[
     from tagcode.data.manifest import read_labels
     from tagcode.retrieval.codes import load_codes
 
+    if not cells:
+        raise TagcodeError("the retrieval grid needs at least one cell at its code length (none was evaluated)")
     loaded = {}
     for name in cells:
         cell = Path(codes_dir) / name
