@@ -1,13 +1,15 @@
 """Where tag supervision stops paying (issue 13 §3): mAP against the number of training images.
 
     python bench/train_size.py --sizes 300 600 1000 2000 0 --seeds 0 1
+    python bench/train_size.py --sizes 100 200 --seeds 0 1 --merge   # add sizes to the existing results
 
 For each size (0: every training image) and subsampling seed, a random subset of the TrainSet's images
 (``TrainSet.subset``; untagged images are drawn like the others) trains WSDHQ at 32 bits and WSHRCA at 64
 bits, each on GloVe and on MiniLM tag vectors, and the baselines at the same lengths (PQ and LSQ at 32 bits,
 ITQ at 64) plus the float features (centred on the subset's mean); every model is scored on the full query
-and database sets by mAP@all with its own search (``bench/floor.py``). Writes
-``bench/results/train_size.{json,md,png}``.
+and database sets by mAP@all with its own search (``bench/floor.py``). A method that refuses a set that
+small (WSDHQ needs one batch of 256 images, PQ/LSQ 256 for their codewords) is recorded with its error.
+Writes ``bench/results/train_size.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from bench.floor import Split, run_cell
+from tagcode.errors import TagcodeError
 from tagcode.methods.trainset import TrainSet, load_trainset
 
 # (line label, method, bits, embedding variant: None = the main one): one line of the plot each
@@ -61,9 +64,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             pick = subsample(n, size, seed)
             for label, method, bits, variant in LINES:
                 train: TrainSet = full[variant].subset(pick)
+                try:
+                    cell = run_cell(method, bits, train, split, {}, seed)
+                except TagcodeError as exc:
+                    cell = {"error": str(exc)}
                 row = {"line": label, "method": method, "bits": bits, "variant": variant, "size": len(pick),
-                       "tagged": len(train.tagged()), "seed": seed,
-                       **run_cell(method, bits, train, split, {}, seed), "load": round(os.getloadavg()[0], 1)}
+                       "tagged": len(train.tagged()), "seed": seed, **cell, "load": round(os.getloadavg()[0], 1)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     return rows
@@ -73,7 +79,8 @@ def table(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]:
     """line → training-set size → the per-seed mAP@all."""
     out: dict[str, dict[int, list[float]]] = {}
     for r in rows:
-        out.setdefault(r["line"], {}).setdefault(r["size"], []).append(r["probe"])
+        if "probe" in r:
+            out.setdefault(r["line"], {}).setdefault(r["size"], []).append(r["probe"])
     return out
 
 
@@ -88,7 +95,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, (title, lines) in zip(axes, PANELS.items(), strict=True):
         for line in lines:
-            sizes = sorted(t[line])
+            sizes = sorted(t.get(line, {}))
             vals = [np.array(t[line][s]) for s in sizes]
             ax.plot(sizes, [v.mean() for v in vals], marker="o", label=line,
                     linestyle="--" if line == "float features" else "-")
@@ -110,14 +117,17 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     t = table(rows)
     sizes = sorted({r["size"] for r in rows})
     secs: dict[tuple[str, int], list[float]] = {}
+    errors = sorted({f"{r['line']} at {r['size']}: {r['error']}" for r in rows if "error" in r})
     for r in rows:
-        secs.setdefault((r["line"], r["size"]), []).append(r["train_s"])
+        if "train_s" in r:
+            secs.setdefault((r["line"], r["size"]), []).append(r["train_s"])
     tagged = {r["size"]: r["tagged"] for r in rows if r["variant"] is None}
     lines = ["# Training-set size: where tag supervision stops paying (issue 13 §3)", "",
-             f"`{cfg['command']}` ({cfg['elapsed_s']:.0f} s on {cfg['machine']}; load average "
-             f"{cfg['load']}).", "",
+             *(f"`{c['command']}` ({c['elapsed_s']:.0f} s on {c['machine']}; load average {c['load']})."
+               for c in cfg), "",
              "Random subsets of the 2,946 OpenClipArt demo training images (subsampling seeds "
-             f"{', '.join(map(str, cfg['seeds']))}; the method seed is the same number), each method with its "
+             f"{', '.join(map(str, sorted({r['seed'] for r in rows})))}; the method seed is the same number), each "
+             "method with its "
              "default options, scored on the full 498 queries × 2,957 database by mAP@all with the codes' own "
              "search (AQD for WSDHQ/PQ/LSQ, Hamming for WSHRCA/ITQ, inner product for the float features, "
              "centred on the subset's mean and L2-normalised). Cells: mean over seeds (min–max in brackets when "
@@ -132,6 +142,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             cells.append("–" if not len(v) else f"{v.mean():.3f}" + (f" ({v.min():.3f}–{v.max():.3f})"
                                                                       if len(v) > 1 else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", *(f"- – {e}" for e in errors)] if errors else []
     lines += ["", "Training seconds per cell (mean over seeds; 1 torch thread, `nice -n 15`, shared 2-core "
               "machine):", "", "| method | " + " | ".join(map(str, sizes)) + " |", "|---|" + "---:|" * len(sizes)]
     for label, *_ in LINES:
@@ -150,17 +161,23 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="bench/results/train_size")
+    p.add_argument("--merge", action="store_true", help="keep the existing results' other (size, seed) cells")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    out = Path(args.out)
     t0 = time.perf_counter()
     rows = run(args)
-    results = {"rows": rows, "config": {
-        "sizes": args.sizes, "seeds": args.seeds, "elapsed_s": time.perf_counter() - t0,
-        "load": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
-        "command": "python bench/train_size.py --sizes " + " ".join(map(str, args.sizes)) + " --seeds "
-                   + " ".join(map(str, args.seeds))}}
-    out = Path(args.out)
+    config = [{"sizes": args.sizes, "seeds": args.seeds, "elapsed_s": time.perf_counter() - t0,
+               "load": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
+               "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
+               "command": "python bench/train_size.py --sizes " + " ".join(map(str, args.sizes)) + " --seeds "
+                          + " ".join(map(str, args.seeds)) + (" --merge" if args.merge else "")}]
+    if args.merge and out.with_suffix(".json").exists():
+        old = json.loads(out.with_suffix(".json").read_text())
+        done = {(r["size"], r["seed"]) for r in rows}
+        rows = [r for r in old["rows"] if (r["size"], r["seed"]) not in done] + rows
+        config = old["config"] + config
+    results = {"rows": rows, "config": config}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     write_markdown(results, out.with_suffix(".md"))
