@@ -121,7 +121,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     for r in rows:
         if "train_s" in r:
             secs.setdefault((r["line"], r["size"]), []).append(r["train_s"])
-    tagged = {r["size"]: r["tagged"] for r in rows if r["variant"] is None}
+    tagged: dict[int, set[int]] = {}
+    for r in rows:
+        if r["variant"] is None:
+            tagged.setdefault(r["size"], set()).add(r["tagged"])
     lines = ["# Training-set size: where tag supervision stops paying (issue 13 §3)", "",
              *(f"`{c['command']}` ({c['elapsed_s']:.0f} s on {c['machine']}; load average {c['load']})."
                for c in cfg), "",
@@ -133,7 +136,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
              "centred on the subset's mean and L2-normalised). Cells: mean over seeds (min–max in brackets when "
              "there are several).", "",
              "![mAP vs training-set size](train_size.png)", "",
-             "| method | " + " | ".join(f"{s} ({tagged.get(s, '?')} tagged)" for s in sizes) + " |",
+             "| method | " + " | ".join(f"{s} ({'/'.join(map(str, sorted(tagged[s])))} tagged)" for s in sizes) + " |",
              "|---|" + "---:|" * len(sizes)]
     for label, *_ in LINES:
         cells = []
