@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,15 @@ def run_cell(method_name: str, bits: int, train: TrainSet, split: Split, options
     return {"train_s": round(train_s, 1), **{k: round(v, 4) for k, v in score(method, split).items()}}
 
 
+def code_version() -> str:
+    """The commit the cell runs on, ``+dirty`` with uncommitted changes to ``tagcode/`` (defaults change
+    between commits)."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], capture_output=True, text=True, check=False).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--", "tagcode")
+                                                   else "")
+
+
 def parse_cell(spec: str) -> tuple[str, str, int, str | None, dict[str, Any]]:
     """``label|method|bits|variant|options`` → its parts (variant ``-``: the main embedding)."""
     label, method, bits, variant, options = spec.split("|", 4)
@@ -99,13 +109,15 @@ def write_report(rows: list[dict[str, Any]], path: Path) -> None:
              "database). `probe`: mAP@all with the codes' own search (AQD / Hamming), as `bench/probe.py` scores; "
              "`family`: the project protocol (`wsdhq`: AQD mAP@5000, `wshrca`: Hamming mAP@all); `float`: mAP@all "
              "of WSDHQ's float embeddings. Seconds: training only, under `nice -n 15`, 1 torch thread, on the "
-             "shared 2-core machine (load average in the last column).", "",
-             "| cell | method | bits | vectors | options | probe | family | float | train s | load |",
-             "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
+             "shared 2-core machine (load average). `code`: the commit whose defaults the cell ran with (the "
+             "WSDHQ quantizer defaults changed in 0e25555, the WSHRCA schedule in dee7817).", "",
+             "| cell | method | bits | vectors | options | seed | probe | family | float | train s | load | code |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in latest.values():
         lines.append(f"| {r['label']} | {r['method']} | {r['bits']} | {r['variant'] or 'main'} | "
-                     f"`{json.dumps(r['options'])}` | {r['probe']:.4f} | {r['family']:.4f} | "
-                     f"{r.get('probe_float', float('nan')):.4f} | {r['train_s']} | {r['load']} |")
+                     f"`{json.dumps(r['options'])}` | {r['seed']} | {r['probe']:.4f} | {r['family']:.4f} | "
+                     f"{format(r['probe_float'], '.4f') if 'probe_float' in r else '–'} | {r['train_s']} | "
+                     f"{r['load']} | {r['code']} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -124,6 +136,7 @@ def main() -> None:
     out = Path(args.out)
     split = Split.load(args.prepared, args.features) if args.cell else None
     trainsets: dict[str | None, TrainSet] = {}
+    version = code_version()
     for spec in args.cell:
         label, method, bits, variant, options = parse_cell(spec)
         if variant not in trainsets:
@@ -131,7 +144,7 @@ def main() -> None:
                                                embedding=variant)
         row = {"label": label, "method": method, "bits": bits, "variant": variant, "options": options,
                "seed": args.seed, **run_cell(method, bits, trainsets[variant], split, options, args.seed),
-               "load": round(os.getloadavg()[0], 1), "machine": platform.machine()}
+               "load": round(os.getloadavg()[0], 1), "machine": platform.machine(), "code": version}
         print(json.dumps(row), flush=True)
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
