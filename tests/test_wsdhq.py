@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tagcode.methods.wsdhq import quantizer
+from tagcode.methods.wsdhq import train as train_mod
 from tagcode.methods.wsdhq.losses import AdaptiveMarginLoss, QuantizationLoss, adaptive_margins
 from tagcode.methods.wsdhq.model import EmbeddingHead
 from tests.killing import kill_then_resume
@@ -85,6 +86,11 @@ def test_quantization_loss_matches_the_loop() -> None:
     np.testing.assert_allclose(xt.grad.numpy(), 1e-4 * 2 / 6 * (x - xhat) @ w.T @ w, rtol=1e-9)
     zero = QuantizationLoss(torch.tensor(w)).double()(xt, None)  # no codebooks yet: λ is forced to 0
     assert zero["quantization"].item() == 0 and not zero["quantization"].requires_grad
+    # the Euclidean metric: the identity factor gives the plain squared error
+    eye = torch.tensor(train_mod.metric_factor(w, "euclidean"))
+    plain = QuantizationLoss(eye).double()(xt, torch.tensor(xhat))["quantization_raw"].item()
+    assert plain == pytest.approx(((x - xhat) ** 2).sum(axis=1).mean(), rel=1e-9)
+    np.testing.assert_allclose(train_mod.metric(w, "tags"), w.T @ w, rtol=1e-12)
 
 
 def test_initial_loss_is_the_triplet_weighted_mean_margin() -> None:
@@ -198,6 +204,29 @@ def test_refit_is_the_ridge_least_squares_solution() -> None:
     np.testing.assert_allclose(fitted, quantizer.reconstruct(codes, lstsq), atol=1e-4)
 
 
+def test_product_refit_is_the_block_restricted_least_squares() -> None:
+    """With blocks, each codebook is the ridge least-squares fit of its own block alone (zero elsewhere),
+    i.e. the per-block ridge mean; unused codewords keep their previous value, as in the additive refit."""
+    rng = np.random.default_rng(10)
+    m, k, d, n = 3, 10, 8, 400
+    blocks = quantizer.split_blocks(d, m)
+    codes = rng.integers(0, k, (n, m)).astype(np.uint8)
+    codes[codes[:, 2] == 7, 2] = 6  # codeword 7 of codebook 2 unused
+    u = rng.standard_normal((n, d))
+    previous = rng.standard_normal((m, k, d)).astype(np.float32)
+    got = quantizer.refit(codes, u, previous, ridge=0.5, blocks=blocks)
+    for j, (a, b) in enumerate(blocks):
+        alone = quantizer.refit(codes[:, [j]], u[:, a:b], previous[[j], :, a:b], ridge=0.5)[0]
+        np.testing.assert_allclose(got[j, :, a:b], alone, rtol=1e-5, atol=1e-6)
+        used = np.arange(k) != 7 if j == 2 else np.ones(k, bool)
+        assert not got[j, used][:, :a].any() and not got[j, used][:, b:].any()
+    np.testing.assert_array_equal(got[2, 7], previous[2, 7])
+    # a single codebook spanning every dimension: the product and the additive refit agree
+    one = codes[:, :1]
+    np.testing.assert_allclose(quantizer.refit(one, u, previous[:1], blocks=[(0, d)]),
+                               quantizer.refit(one, u, previous[:1]), rtol=1e-5, atol=1e-6)
+
+
 def test_faiss_export_of_wsdhq_codebooks_ranks_like_the_evaluator() -> None:
     """Dense refitted codebooks and ICM codes in faiss's IndexLocalSearchQuantizer (ST_LUT_nonorm, inner
     product) give the evaluator's AQD top-k: same items in the same order, same scores."""
@@ -265,6 +294,20 @@ def test_training_logs_terms_and_is_deterministic() -> None:
     np.testing.assert_allclose(np.linalg.norm(a["x"], axis=1), 1.0, rtol=1e-5)  # sphere: unit embeddings
     b = fit_wsdhq()
     assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)  # same seed, same bits
+
+
+def test_codebook_and_metric_options_shape_the_quantizer() -> None:
+    """Default: product codebooks (each codeword zero outside its k-means block) in the Euclidean metric;
+    the spec's ``additive`` codebooks become full-width after the refits, ``tags`` stores G = WᵀW."""
+    w = wsdhq_trainset().tag_vectors.astype(np.float64)
+    product = fit_wsdhq()
+    for j, (a, b) in enumerate(quantizer.split_blocks(6, 2)):
+        assert not product["codebooks"][j, :, :a].any() and not product["codebooks"][j, :, b:].any()
+    np.testing.assert_array_equal(product["metric"], np.eye(6))
+    spec = fit_wsdhq(codebooks="additive", metric="tags")
+    assert (spec["codebooks"][0, :, 3:] != 0).any()  # codebook 0 left its block (dims 0-2)
+    np.testing.assert_allclose(spec["metric"], w.T @ w, rtol=1e-6)
+    assert not np.array_equal(product["codes"], spec["codes"])
 
 
 def test_resume_after_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) -> None:

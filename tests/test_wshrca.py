@@ -231,6 +231,17 @@ def test_kill_9_mid_training_then_resume_gives_the_same_model(tmp_path: Path) ->
     assert set(full) == set(resumed) and all(np.array_equal(full[k], resumed[k]) for k in full)
 
 
+def test_frozen_feature_schedule_is_wshrcas_own_and_the_reference_stays_selectable() -> None:
+    """WSHRCA's defaults are the frozen-feature schedule (40 epochs, 5-epoch warm-up, lr 3e-2 / 6e-3); WDHT,
+    which shares the schedule options, keeps its reference's; the reference values are accepted as options."""
+    o = create_method("wshrca", bits=8).opts
+    assert (o.epochs, o.warmup_epochs, o.lr_head, o.lr_tag) == (40, 5, 3e-2, 6e-3)
+    d = create_method("wdht", bits=8).opts
+    assert (d.epochs, d.warmup_epochs, d.lr_head) == (50, 0, 1e-3)
+    ref = create_method("wshrca", bits=8, epochs=80, warmup_epochs=20, lr_head=1e-3, lr_tag=2e-4).opts
+    assert (ref.epochs, ref.warmup_epochs, ref.lr_head, ref.lr_tag) == (80, 20, 1e-3, 2e-4)
+
+
 def test_ablations_and_options() -> None:
     no_attention = fit_small(attention=False, epochs=2)
     assert not any(k.startswith("model.net.refine") for k in no_attention.arrays)

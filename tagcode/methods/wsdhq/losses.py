@@ -3,8 +3,8 @@
 - :class:`AdaptiveMarginLoss`: the hyperspherical ranking loss of spec §3.3, a hinge per (image, positive
   tag, negative tag) triplet with margin m_pn = 2^{1−γ}(1 − cos(w̄_p, w̄_n))^γ (or a fixed margin), summed
   over the gathered positive pairs (never the B×T×T tensor) and divided by Σ_i |P_i|(T − |P_i|).
-- :class:`QuantizationLoss`: ‖W(x − x̂)‖² / B (spec §3.4), times λ; zero while there is no x̂ (λ is forced
-  to 0 until the codebooks exist).
+- :class:`QuantizationLoss`: ‖F(x − x̂)‖² / B (spec §3.4: F = W, the tag vectors), times λ; zero while there
+  is no x̂ (λ is forced to 0 until the codebooks exist).
 """
 
 from __future__ import annotations
@@ -45,12 +45,13 @@ class AdaptiveMarginLoss(nn.Module):
 
 
 class QuantizationLoss(nn.Module):
-    """λ · (1/B) Σ_i ‖W(x_i − x̂_i)‖² with the tag vectors W as stored; the gradient reaches x only (x̂ is
-    built from the stored codes and fixed codebooks)."""
+    """λ · (1/B) Σ_i ‖F(x_i − x̂_i)‖², the error in the metric G = FᵀF the codes are assigned in: F = the tag
+    vectors W as stored (the spec) or the identity; the gradient reaches x only (x̂ is built from the stored
+    codes and fixed codebooks)."""
 
-    def __init__(self, tag_vectors: torch.Tensor, *, lam: float = 1e-4) -> None:
+    def __init__(self, factor: torch.Tensor, *, lam: float = 1e-4) -> None:
         super().__init__()
-        self.register_buffer("w", tag_vectors.detach().clone(), persistent=False)
+        self.register_buffer("w", factor.detach().clone(), persistent=False)
         self.lam = float(lam)
 
     def forward(self, x: torch.Tensor, xhat: torch.Tensor | None) -> dict[str, torch.Tensor]:

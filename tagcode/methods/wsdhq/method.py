@@ -2,9 +2,10 @@
 model (input centring + embedding head), the training loop and ICM encoding, on TorchMethod.
 
 Encoding: the eval-mode embedding x (features mode: the head on the features; end-to-end mode: the mean
-of the head's tanh outputs over WSDHQ's 10 test crops), then ICM codes with the final codebooks in the tag
-metric G = WᵀW. Both sides carry x and the codes: the database's codes serve AQD, the query's x serves
-AQD, the query's codes SQD and both x's the ``wsdhq_feats`` reference.
+of the head's tanh outputs over WSDHQ's 10 test crops), then ICM codes with the final codebooks in the
+training metric G (``metric``: the identity, or the spec's WᵀW). Both sides carry x and the codes: the
+database's codes serve AQD, the query's x serves AQD, the query's codes SQD and both x's the
+``wsdhq_feats`` reference.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from tagcode.retrieval.codes import QuantizedCodes
 
 
 class WSDHQOptions(TorchOptions):
-    """WSDHQ's options; defaults are the spec's values unless the field says otherwise."""
+    """WSDHQ's options; defaults are the spec's values unless the field says otherwise (``metric``,
+    ``codebooks``, ``sphere``: the README's WSDHQ deviations give the measurements)."""
 
     gamma: float = Field(1.0, gt=0, description="adaptive-margin exponent γ: m = 2^{1−γ}(1 − cos(w̄_p, w̄_n))^γ")
     fixed_margin: float | None = Field(None, ge=0, description="a constant margin instead (the 0.7 ablation)")
@@ -43,6 +45,14 @@ class WSDHQOptions(TorchOptions):
     icm_passes: int = Field(3, ge=1, description="ICM passes over the codebooks")
     icm_batch: int = Field(500, ge=1, description="rows per ICM batch in training (one codebook order each)")
     encode_batch: int = Field(700, ge=1, description="rows per ICM batch when encoding")
+    metric: Literal["euclidean", "tags"] = Field(
+        "euclidean", description="metric of ICM and the quantization loss: euclidean ‖x − x̂‖² (default: AQD "
+                                 "ranks by ⟨q, x̂⟩, whose error is Euclidean; see README) or the spec's tag metric "
+                                 "‖W(x − x̂)‖²")
+    codebooks: Literal["product", "additive"] = Field(
+        "product", description="refit each codebook within its k-means block (product quantization, default: "
+                               "M·256 full-width codewords overfit a few thousand images; see README) or as "
+                               "full-width additive codewords (the spec)")
     ridge: float = Field(1e-3, ge=0, description="ridge of the codebook least squares")
     unused_tol: float = Field(1e-8, ge=0, description="squared norm below which a refitted codeword is unused "
                                                      "and keeps its previous value")
@@ -87,7 +97,7 @@ class WSDHQ(TorchMethod):
         if self.opts.input_norm == "center_l2" and self.opts.mode == "features":
             ctx.model.net.mean.copy_(torch.from_numpy(tr.features.mean(axis=0)))
         out = train(ctx, tr.tags, tr.tag_vectors, self.bits // 8, self.seed, self.opts)
-        return {"codebooks": out["codebooks"], "metric": metric(tr.tag_vectors)}
+        return {"codebooks": out["codebooks"], "metric": metric(tr.tag_vectors, self.opts.metric)}
 
     def encode(self, x: Any, ids: np.ndarray) -> QuantizedCodes:
         emb = self.embeddings(x)

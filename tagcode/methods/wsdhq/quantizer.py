@@ -1,9 +1,10 @@
-"""WSDHQ's additive quantizer: block-wise k-means initialisation, ICM code assignment, ridge refit.
+"""WSDHQ's quantizer: block-wise k-means initialisation, ICM code assignment, ridge refit.
 
-M codebooks × K = 256 full-width codewords; x̂ = Σ_m C_m[k_m]. Codes are assigned by ICM in the tag
-metric G = WᵀW (W: T×D tag vectors as stored), ‖x − x̂‖²_G, with the codebooks fixed; the codebooks are
-refitted by plain float64 ridge least squares on the memory-bank features (spec §3.5). Everything is
-numpy in, numpy out.
+M codebooks × K = 256 codewords; x̂ = Σ_m C_m[k_m]. Codes are assigned by ICM in a metric G,
+‖x − x̂‖²_G, with the codebooks fixed (the spec's tag metric G = WᵀW, W: T×D tag vectors as stored, or the
+identity); the codebooks are refitted by float64 ridge least squares on the memory-bank features, either
+as full-width codewords (additive quantization, spec §3.5) or each within its k-means block (product
+quantization). Everything is numpy in, numpy out.
 """
 
 from __future__ import annotations
@@ -123,16 +124,29 @@ class ICM:
 
 
 def refit(codes: np.ndarray, u: np.ndarray, previous: np.ndarray, *, ridge: float = 1e-3,
-          unused_tol: float = 1e-8) -> np.ndarray:
+          unused_tol: float = 1e-8, blocks: list[tuple[int, int]] | None = None) -> np.ndarray:
     """Codebooks C = (BᵀB + ridge·I)⁻¹ BᵀU in float64 (B: the one-hot codes, sparse), returned (M, K, D)
-    float32; codewords whose new squared norm is below ``unused_tol`` (unused ones) keep ``previous``."""
+    float32; codewords whose new squared norm is below ``unused_tol`` (unused ones) keep ``previous``.
+
+    With ``blocks`` (one (start, stop) per codebook) codebook m stays zero outside its block: the least
+    squares then decouple into per-block ridge means, Σ u[a:b] / (count + ridge) over the rows coded k
+    (product quantization, whose refit is a k-means step), instead of M·K full-width codewords."""
     n, m = codes.shape
     k, d = previous.shape[1], previous.shape[2]
-    cols = (np.asarray(codes, dtype=np.int64) + np.arange(m) * k).ravel()
-    b = scipy.sparse.csr_matrix((np.ones(n * m), (np.repeat(np.arange(n), m), cols)), shape=(n, m * k))
-    btb = (b.T @ b).toarray() + ridge * np.eye(m * k)
-    btu = b.T @ np.asarray(u, dtype=np.float64)
-    c = scipy.linalg.solve(btb, btu, assume_a="pos")
+    if blocks is not None:
+        c = np.zeros((m, k, d))
+        for j, (a, b) in enumerate(blocks):
+            col = np.asarray(codes[:, j], dtype=np.int64)
+            sums = np.zeros((k, b - a))
+            np.add.at(sums, col, np.asarray(u[:, a:b], dtype=np.float64))
+            c[j, :, a:b] = sums / (np.bincount(col, minlength=k) + ridge)[:, None]
+        c = c.reshape(m * k, d)
+    else:
+        cols = (np.asarray(codes, dtype=np.int64) + np.arange(m) * k).ravel()
+        b = scipy.sparse.csr_matrix((np.ones(n * m), (np.repeat(np.arange(n), m), cols)), shape=(n, m * k))
+        btb = (b.T @ b).toarray() + ridge * np.eye(m * k)
+        btu = b.T @ np.asarray(u, dtype=np.float64)
+        c = scipy.linalg.solve(btb, btu, assume_a="pos")
     prev = np.asarray(previous, dtype=np.float64).reshape(m * k, d)
     unused = (c * c).sum(axis=1) < unused_tol
     c[unused] = prev[unused]

@@ -37,6 +37,8 @@ class Schedule(Protocol):
     update_period: int | None
     icm_passes: int
     icm_batch: int
+    metric: str
+    codebooks: str
     ridge: float
     unused_tol: float
     kmeans_batch_size: int
@@ -63,22 +65,32 @@ def update_period(n: int, opts: Schedule) -> int:
     return int(opts.update_period or 2 * math.ceil(n / opts.batch_size))
 
 
-def metric(tag_vectors: np.ndarray) -> np.ndarray:
-    """G = WᵀW (D, D) in float64, the tag metric of the quantization loss and ICM."""
+def metric_factor(tag_vectors: np.ndarray, kind: str) -> np.ndarray:
+    """F (·, D) float64 with G = FᵀF, the metric of the quantization loss and ICM: the tag vectors W
+    (``tags``, the spec's tag metric) or the D×D identity (``euclidean``)."""
     w = np.asarray(tag_vectors, dtype=np.float64)
-    return w.T @ w
+    return w if kind == "tags" else np.eye(w.shape[1])
+
+
+def metric(tag_vectors: np.ndarray, kind: str = "tags") -> np.ndarray:
+    """G = FᵀF (D, D) in float64 (:func:`metric_factor`)."""
+    f = metric_factor(tag_vectors, kind)
+    return f.T @ f
 
 
 def update_codes(bank: np.ndarray, codebooks: np.ndarray | None, g: np.ndarray, m: int, seed: int, it: int,
                  opts: Schedule) -> tuple[np.ndarray, np.ndarray]:
     """One code + codebook update on the memory bank: k-means init when there are no codebooks yet,
-    ICM codes (order drawn from a generator seeded by (seed, it)), then the ridge refit."""
+    ICM codes (order drawn from a generator seeded by (seed, it)), then the ridge refit (full-width codewords
+    for ``additive`` codebooks, each within its k-means block for ``product``)."""
     if codebooks is None:
         codebooks = quantizer.kmeans_init(bank, m, seed, batch_size=opts.kmeans_batch_size,
                                           n_init=opts.kmeans_n_init, max_iter=opts.kmeans_max_iter)
     icm = quantizer.ICM(codebooks, g, passes=opts.icm_passes)
     codes = icm.encode(bank, np.random.default_rng([seed, it]), batch=opts.icm_batch)
-    return codes, quantizer.refit(codes, bank, codebooks, ridge=opts.ridge, unused_tol=opts.unused_tol)
+    blocks = quantizer.split_blocks(bank.shape[1], m) if opts.codebooks == "product" else None
+    return codes, quantizer.refit(codes, bank, codebooks, ridge=opts.ridge, unused_tol=opts.unused_tol,
+                                  blocks=blocks)
 
 
 def train(ctx: Context, tags: scipy.sparse.csr_matrix, tag_vectors: np.ndarray, m: int, seed: int,
@@ -92,8 +104,9 @@ def train(ctx: Context, tags: scipy.sparse.csr_matrix, tag_vectors: np.ndarray, 
     device, model = ctx.device, ctx.model
     w = torch.as_tensor(tag_vectors, dtype=torch.float32, device=device)
     margin_loss = AdaptiveMarginLoss(w, gamma=opts.gamma, fixed_margin=opts.fixed_margin).to(device)
-    quant_loss = QuantizationLoss(w, lam=opts.lam).to(device)
-    g = metric(tag_vectors)
+    factor = metric_factor(tag_vectors, opts.metric)
+    quant_loss = QuantizationLoss(torch.as_tensor(factor, dtype=torch.float32, device=device), lam=opts.lam)
+    g = factor.T @ factor
     tags = scipy.sparse.csr_matrix(tags, dtype=bool)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr, betas=(0.9, 0.999), eps=1e-8)
     period = update_period(n, opts)
