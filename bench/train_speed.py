@@ -55,7 +55,7 @@ def bench(method: str, bits: int, embedding: str | None, data: Path) -> dict[str
 
 
 def main() -> None:
-    import torch  # after tagcode, which sets OpenMP's passive waiting before torch loads it
+    import torch  # after tagcode, which sets OpenMP's spin count before torch loads it
 
     data = Path(sys.argv[1] if len(sys.argv) > 1 else "data")
     torch.set_num_threads(THREADS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -17,6 +18,12 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Callable[..., T]] = {}
+        self._lazy: dict[str, str] = {}
+
+    def register_lazy(self, name: str, module: str) -> None:
+        """Declare that importing ``module`` registers ``name``; it is imported on first use of the name, so
+        a process that never uses it never pays for its imports (torch for the torch-trained methods)."""
+        self._lazy[name] = module
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator that registers ``fn`` under ``name``."""
@@ -31,12 +38,14 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         """Return the factory for ``name`` or raise a TagcodeError listing the known names."""
+        if name not in self._entries and name in self._lazy:
+            importlib.import_module(self._lazy[name])
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._entries, n=1)
+            close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            known = ", ".join(sorted(self._entries))
+            known = ", ".join(self.names())
             raise TagcodeError(f"unknown {self.kind} {name!r}{hint}; known: {known}") from None
 
     def create(self, name: str, /, **kwargs: object) -> T:
@@ -44,8 +53,8 @@ class Registry(Generic[T]):
         return self.get(name)(**kwargs)
 
     def names(self) -> list[str]:
-        """All registered names, sorted."""
-        return sorted(self._entries)
+        """All registered names (lazy ones included), sorted."""
+        return sorted({*self._entries, *self._lazy})
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._lazy

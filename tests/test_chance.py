@@ -38,3 +38,13 @@ def test_unlabelled_queries_and_queries_without_relevant_items() -> None:
     expected = (0.0 + (1 / 3) * (1 + 1 / 2 + 1 / 3 + (2 - 1) / (3 - 1) * (3 - (1 + 1 / 2 + 1 / 3)))) / 2
     assert random_map(full, q, db) == pytest.approx(expected)
     assert random_map(Protocol("t", "float", None, "total", "skip"), q, db) == pytest.approx(expected * 2)
+
+
+@pytest.mark.parametrize(("n", "r", "k"), [(2957, 40, 2957), (2957, 1, 100), (10, 3, 4), (100, 60, 50), (5, 5, 5)])
+def test_hypergeometric_pmf_equals_scipys(n: int, r: int, k: int) -> None:
+    from scipy.stats import hypergeom
+
+    from tagcode.evaluation.chance import hypergeom_pmf
+
+    x = np.arange(-1, r + 2)  # impossible counts included: probability 0
+    np.testing.assert_allclose(hypergeom_pmf(x, n, r, k), hypergeom(n, r, k).pmf(x), rtol=1e-9, atol=1e-12)

@@ -326,3 +326,18 @@ def test_training_size_is_checked_up_front(name: str, bits: int, n: int, d: int,
 def test_threads_option_is_validated() -> None:
     with pytest.raises(TagcodeError, match="options: threads: Input should be greater than or equal to 1"):
         _make("pq", 8, threads=0)
+
+
+def test_baseline_processes_never_import_torch() -> None:
+    """The torch-trained methods register lazily: a baseline cell's train and encode skip torch's import
+    (1.8 s a process, 42 processes in the demo), and naming a torch method still finds it."""
+    script = ("import sys\n"
+              "from tagcode.methods import METHODS, create_method\n"
+              "from tagcode.stages import encode, evaluate, train\n"
+              "create_method('pq', bits=8)\n"
+              "before = 'torch' in sys.modules\n"
+              "print(before, 'wdht' in METHODS, create_method('wdht', bits=16).name, 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "True", "wdht", "True"]
