@@ -102,7 +102,7 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
 
     def cell_loop(cells: Any, p: dict[str, Any], prepared: Any, feats: Any, embed: Any, shards: Any,
                   torch: bool) -> Any:
-        """train → encode shards → merge → evaluate for every cell; returns the evaluate task."""
+        """train → encode shards → merge → evaluate for every cell; returns the evaluate and merge tasks."""
         with dsl.ParallelFor(cells, parallelism=opts.parallelism) as cell:
             t = tracked(configure(train(params=p["train_params"], cell=cell, prepared=prepared, feats=feats,
                                         embed=embed), "train", p))
@@ -116,7 +116,7 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
                                             prepared=prepared), "evaluate", p))
             tracked(configure(promote(params=p["promote_params"], model=t.outputs["model"],
                                       results=ev.outputs["results"], prepared=prepared, feats=feats), "promote", p))
-        return ev
+        return ev, m
 
     def tagcode_pipeline(*args: Any) -> None:
         p = dict(zip(names, args, strict=True))
@@ -135,9 +135,12 @@ def build(params: dict[str, Any], options: ClusterOptions | None = None) -> Any:
                                   shards, torch=torch)
                  for torch in (False, True) if has[torch]}
         # With one kind only, both report inputs collect the same loop; report lays out each output once.
-        results = [dsl.Collected(loops[k if k in loops else not k].outputs["results"]) for k in (False, True)]
-        configure(report(params=p["report_params"], prepared=prepared, results=results[0],
-                         gpu_results=results[1]), "report", p)
+        ev, mc = ([loops[k if k in loops else not k][i] for k in (False, True)] for i in (0, 1))
+        configure(report(params=p["report_params"], prepared=prepared,
+                         results=dsl.Collected(ev[0].outputs["results"]),
+                         gpu_results=dsl.Collected(ev[1].outputs["results"]),
+                         codes=dsl.Collected(mc[0].outputs["codes"]),
+                         gpu_codes=dsl.Collected(mc[1].outputs["codes"])), "report", p)
 
     tagcode_pipeline.__signature__ = signature  # type: ignore[attr-defined]
     return dsl.pipeline(name="tagcode", description="Weakly supervised image retrieval from noisy tags.")(

@@ -159,4 +159,6 @@ def test_kfp_local_run_equals_dvc_repro(project: tuple[Path, dict, dict, str], t
     kfp_rows = json.loads((run / "report" / "tables" / "table.json").read_text())["rows"]
     dvc_rows = json.loads((work / "reports" / "table.json").read_text())["rows"]
     assert kfp_rows == dvc_rows
+    grid = "retrieval_grid.png"  # drawn from the merged shards' codes: the same picture as dvc's
+    assert (run / "report" / "tables" / grid).read_bytes() == (work / "reports" / grid).read_bytes()
     assert len(list(run.glob("for-loop-*/features/feats"))) == 3

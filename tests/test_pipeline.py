@@ -74,7 +74,7 @@ def test_dag_wires_every_stage_in_its_image_installing_nothing(tmp_path: Path) -
         assert {name.split("-2")[0] for name in spec["components"][cell_loop["componentRef"]["name"]]["dag"]["tasks"]
                 if not name.startswith("for-loop")} == {"train", "merge-codes", "evaluate", "promote"}
     report_inputs = spec["root"]["dag"]["tasks"]["report"]["inputs"]["artifacts"]
-    assert set(report_inputs) == {"prepared", "results", "gpu_results"}
+    assert set(report_inputs) == {"prepared", "results", "gpu_results", "codes", "gpu_codes"}  # the grid draws codes
     assert all(ex["secretAsEnv"][0]["secretName"] == "tagcode-s3" for ex in _k8s(platform).values())
 
 
