@@ -78,12 +78,17 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path) -> None:
     assert proc.stderr.startswith("tagcode: error:") and "min_freq" in proc.stderr
 
 
-def test_cell_outputs_default_to_the_cell_name() -> None:
+def test_cell_outputs_default_to_the_cell_name(tmp_path: Path) -> None:
     """Without --out, each cell writes its own directory (a fixed default let two cells overwrite one)."""
     from tagcode.stages import encode, evaluate, promote, train
+
+    (tmp_path / "models" / "lsq-24").mkdir(parents=True)
+    (tmp_path / "models" / "lsq-24" / "config.json").write_text("{}")  # a saved model: one decision file
 
     assert build_config(train.Config, "train", overrides={"method": "wsdhq", "bits": 16}).out == "models/wsdhq-16"
     assert build_config(encode.Config, "encode", overrides={"model": "models/wdht-64/"}).out == "codes/wdht-64"
     assert build_config(evaluate.Config, "evaluate", overrides={"codes": "x/pq-8"}).out == "metrics/pq-8"
-    assert build_config(promote.Config, "promote", overrides={"model": "models/lsq-24"}).out == "promotions/lsq-24.json"
+    one, grid = (build_config(promote.Config, "promote", overrides={"model": str(m)}).out
+                 for m in (tmp_path / "models" / "lsq-24", tmp_path / "models"))
+    assert (one, grid) == ("promotions/lsq-24.json", "promotions")  # a directory of models: a folder of files
     assert build_config(train.Config, "train", overrides={"out": "elsewhere"}).out == "elsewhere"
