@@ -12,9 +12,12 @@ changes. Output: the decision as JSON, ``out`` for one model, ``out/<name>.json`
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from tagcode.errors import TagcodeError
@@ -43,16 +46,21 @@ class Config(TrackedConfig):
 
     @model_validator(mode="after")
     def _out(self) -> Config:
-        single = (Path(self.model) / MODEL_FILE).is_file()
-        return self.default_out(f"promotions/{Path(self.model).name}.json" if single else "promotions")
+        name = Path(self.model).name
+        return self.default_out(f"promotions/{name}.json" if is_model(self.model) else "promotions")
+
+
+def is_model(path: str | Path) -> bool:
+    """Whether ``path`` is one saved model directory (rather than a directory of them)."""
+    return (Path(path) / MODEL_FILE).is_file()
 
 
 def model_dirs(path: str | Path) -> list[Path]:
     """``path`` when it holds a saved model, else its subdirectories that do (one-line error when none)."""
     p = Path(path)
-    if (p / MODEL_FILE).is_file():
+    if is_model(p):
         return [p]
-    found = sorted(d for d in p.iterdir() if (d / MODEL_FILE).is_file()) if p.is_dir() else []
+    found = sorted(d for d in p.iterdir() if is_model(d)) if p.is_dir() else []
     if not found:
         raise TagcodeError(f"{p}: no trained model here or in its subdirectories (run `tagcode train` first)")
     return found
@@ -60,8 +68,19 @@ def model_dirs(path: str | Path) -> list[Path]:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Run the stage; returns the decision (one model) or ``{"decisions": [...]}``, also written to ``out``."""
-    single = (Path(cfg.model) / MODEL_FILE).is_file()
-    decisions = [promote_one(cfg, d, skip_unevaluated=not single) for d in model_dirs(cfg.model)]
+
+    @functools.cache
+    def example(images: bool) -> np.ndarray:
+        """Two inputs for the input example of the models logged here, read once for the whole grid."""
+        from tagcode.data.cache import ImageCache
+        from tagcode.data.features import read_features
+
+        if images:
+            return ImageCache(Path(cfg.prepared) / "images").get(slice(0, 2))
+        return read_features(cfg.features)[1][:2]
+
+    single = is_model(cfg.model)
+    decisions = [promote_one(cfg, d, example, skip_unevaluated=not single) for d in model_dirs(cfg.model)]
     if single:
         write_json(cfg.out, decisions[0])
         return decisions[0]
@@ -70,9 +89,11 @@ def run(cfg: Config) -> dict[str, Any]:
     return {"decisions": decisions, "out": cfg.out}
 
 
-def promote_one(cfg: Config, model_dir: Path, skip_unevaluated: bool = False) -> dict[str, Any]:
-    """Promote one model: its own run, or one logged now from its record; the decision as a dict. With
-    ``skip_unevaluated`` (a directory of models), an untracked model without metrics is a reported skip."""
+def promote_one(cfg: Config, model_dir: Path, example: Callable[[bool], np.ndarray],
+                skip_unevaluated: bool = False) -> dict[str, Any]:
+    """Promote one model: its own run, or one logged now from its record (``example(images)``: the input
+    example); the decision as a dict. With ``skip_unevaluated`` (a directory of models), an untracked model
+    without metrics is a reported skip."""
     if not cfg.tracking:
         return {"promoted": False, "reason": "tracking is off: no registry to promote in", "model": str(model_dir)}
     from tagcode.tracking.backend import connect, mlflow_errors, probe
@@ -80,10 +101,11 @@ def promote_one(cfg: Config, model_dir: Path, skip_unevaluated: bool = False) ->
     from tagcode.tracking.run import read_run_ref
 
     ref = read_run_ref(model_dir)
-    metrics = _metrics_dir(cfg, model_dir) / "metrics.json"
-    if ref is None and skip_unevaluated and not metrics.is_file():
-        return {"promoted": False, "reason": f"not evaluated (no {metrics})", "model": str(model_dir)}
-    ref = ref or log_untracked(cfg, model_dir)
+    metrics = _metrics_dir(cfg, model_dir)
+    if ref is None and skip_unevaluated and not (metrics / "metrics.json").is_file():
+        return {"promoted": False, "reason": f"not evaluated (no {metrics / 'metrics.json'})",
+                "model": str(model_dir)}
+    ref = ref or log_untracked(cfg, model_dir, metrics, example)
     probe(ref.tracking_uri)
     client, _ = connect(ref.tracking_uri)
     with mlflow_errors(ref.tracking_uri):
@@ -97,26 +119,19 @@ def _metrics_dir(cfg: Config, model_dir: Path) -> Path:
     return metrics if (metrics / "metrics.json").is_file() else metrics / model_dir.name
 
 
-def log_untracked(cfg: Config, model_dir: Path) -> Any:
-    """Log a model trained with tracking off (and its evaluation) as a finished MLflow run; its RunRef."""
-    from tagcode.data.cache import ImageCache
-    from tagcode.data.features import read_features
+def log_untracked(cfg: Config, model_dir: Path, metrics_dir: Path, example: Callable[[bool], np.ndarray]) -> Any:
+    """Log a model trained with tracking off (and its evaluation in ``metrics_dir``) as a finished MLflow
+    run; its RunRef."""
     from tagcode.methods import load_method
-    from tagcode.tracking.backend import probe, tracking_uri
     from tagcode.tracking.run import dataset_name, log_offline
 
-    probe(tracking_uri())
     method = load_method(model_dir)
-    metrics_dir = _metrics_dir(cfg, model_dir)
-    if method.input == "images":
-        example = ImageCache(Path(cfg.prepared) / "images").get(slice(0, 2))
-    else:
-        example = read_features(cfg.features)[1][:2]
     cell = {"dataset": dataset_name(cfg.prepared), "method": method.label, "bits": method.bits}
     params = {"train": {"method": method.label, "bits": method.bits, "seed": method.seed},
               "method_options": method.options}
     inputs = {"features": cfg.features, "manifest": Path(cfg.prepared) / "manifest.parquet"}
-    return log_offline(cfg.experiment, cell, params, inputs, model_dir, example, metrics_dir)
+    return log_offline(cfg.experiment, cell, params, inputs, model_dir, example(method.input == "images"),
+                       metrics_dir)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -54,13 +54,13 @@ class Config(TrackedConfig):
     checkpoint_dir: str | None = Field(None, description="where torch methods keep resumable checkpoints "
                                                          "(None: <out>.ckpt)")
     out: str | None = Field(None, description="model directory to write (None: models/<method>-<bits>)")
+    experiment: str = Field("tagcode", description="MLflow experiment of the cell's run (with tracking on)")
+    progress: bool | None = Field(None, description="show training steps and loss terms (None: when stderr is a "
+                                                    "terminal and CI is not set)")
 
     @model_validator(mode="after")
     def _out(self) -> Config:
         return self.default_out(f"models/{self.method}-{self.bits}")
-    experiment: str = Field("tagcode", description="MLflow experiment of the cell's run (with tracking on)")
-    progress: bool | None = Field(None, description="show training steps and loss terms (None: when stderr is a "
-                                                    "terminal and CI is not set)")
 
 
 def run(cfg: Config, log: Any = None) -> dict[str, Any]:

@@ -351,6 +351,7 @@ def log_offline(experiment: str, cell: dict[str, Any], params: dict[str, Any], i
     if "fingerprint" not in metrics:
         raise TagcodeError(f"{metrics_path}: written by an older tagcode (no fingerprint); evaluate again")
     uri = tracking_uri()
+    probe(uri)  # before connect: MLflow's client retries a down server for minutes
     client, experiment_id = connect(uri, experiment)
     digest = model_digest(model_dir)
     with mlflow_errors(uri):
