@@ -15,7 +15,7 @@ from tagcode.errors import TagcodeError
 from tagcode.methods import Method, create_method
 from tagcode.methods.trainset import TrainSet
 from tagcode.methods.wshrca.losses import CrossModalHinge, PairwiseL1, Quantization, WSHRCALoss
-from tagcode.methods.wshrca.model import PaddedTags, TagRefinement, WSHRCANet
+from tagcode.methods.wshrca.model import PaddedTags, TagRefinement, TagSelection, WSHRCANet
 from tagcode.methods.wshrca.schedule import epoch_kind, owned_before, warmup_factor
 from tagcode.stages import run_stage
 from tests.killing import kill_then_resume
@@ -71,9 +71,48 @@ def test_gathered_attention_equals_masked_full_vocabulary_attention_in_eval_mode
     torch.testing.assert_close(gathered, ref_alpha[:, 0], rtol=1e-5, atol=1e-6)
 
 
-def test_single_tag_image_w_does_not_depend_on_the_image() -> None:
+def test_selection_equals_masked_attention_with_identity_value_and_output_projections() -> None:
+    """The default tag module is nn.MultiheadAttention over the full vocabulary, masked to the image's own
+    tags, with W_v = W_o = I and zero biases: w is a per-head convex combination of its own tag vectors."""
+    torch.manual_seed(6)
+    sel, e = TagSelection(D, HEADS).eval(), torch.randn(V, D)
+    n = len(TAG_LISTS)
+    index, pad = PaddedTags(TAG_LISTS).batch(torch.arange(n))
+    query = torch.randn(n, D) * 3
+    mha = torch.nn.MultiheadAttention(D, HEADS, batch_first=True).eval()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([sel.query.weight, sel.key.weight, torch.eye(D)]))
+        mha.in_proj_bias.copy_(torch.cat([sel.query.bias, sel.key.bias, torch.zeros(D)]))
+        mha.out_proj.weight.copy_(torch.eye(D))
+        mha.out_proj.bias.zero_()
+        multi_hot = torch.zeros(n, V, dtype=torch.bool)
+        for row, tags in enumerate(TAG_LISTS):
+            multi_hot[row, tags] = True
+        ref, _ = mha(query[:, None, :], e.expand(n, V, D), e.expand(n, V, D), key_padding_mask=~multi_hot)
+        w, alpha = sel.attend(query, e, index, pad)
+    torch.testing.assert_close(w, ref[:, 0], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(alpha[2, :6], torch.full((6,), 1 / 6))  # the query does pick among the tags
+    for row, tags in enumerate(TAG_LISTS):  # every coordinate lies within its own tags' range
+        own = e[np.unique(tags)]
+        assert (w[row] >= own.min(0).values - 1e-6).all() and (w[row] <= own.max(0).values + 1e-6).all()
+
+
+def test_selection_with_a_blind_query_is_the_mean_tag_vector() -> None:
+    e = torch.randn(V, D)
+    sel = TagSelection(D, HEADS).eval()
+    with torch.no_grad():
+        sel.query.weight.zero_()
+        index, pad = PaddedTags(TAG_LISTS).batch(torch.arange(len(TAG_LISTS)))
+        w = sel(torch.randn(len(TAG_LISTS), D), e, index, pad)
+    for row, tags in enumerate(TAG_LISTS):
+        torch.testing.assert_close(w[row], e[np.unique(tags)].mean(0))
+
+
+@pytest.mark.parametrize("values", ["tags", "projected"])
+def test_single_tag_image_w_does_not_depend_on_the_image(values: str) -> None:
     torch.manual_seed(2)
-    net = WSHRCANet(20, 16, torch.randn(V, D).numpy(), heads=HEADS).eval()
+    e = torch.randn(V, D)
+    net = WSHRCANet(20, 16, e.numpy(), heads=HEADS, values=values).eval()
     index, pad = PaddedTags([np.array([4])] * 3).batch(torch.arange(3))
     with torch.no_grad():
         _, r = net.image_branch(torch.randn(3, 20) * 5)
@@ -81,6 +120,8 @@ def test_single_tag_image_w_does_not_depend_on_the_image() -> None:
     assert not torch.allclose(r[0], r[1])
     torch.testing.assert_close(w[0], w[1])
     torch.testing.assert_close(w[0], w[2])
+    if values == "tags":
+        torch.testing.assert_close(w[0], e[4])
 
 
 def test_no_attention_ablation_is_the_mean_tag_vector() -> None:
@@ -232,19 +273,25 @@ def test_kill_9_mid_training_then_resume_gives_the_same_model(tmp_path: Path) ->
 
 
 def test_frozen_feature_schedule_is_wshrcas_own_and_the_reference_stays_selectable() -> None:
-    """WSHRCA's defaults are the frozen-feature schedule (40 epochs, 5-epoch warm-up, lr 3e-2 / 6e-3); WDHT,
-    which shares the schedule options, keeps its reference's; the reference values are accepted as options."""
+    """WSHRCA's defaults are the frozen-feature schedule (40 epochs, 5-epoch warm-up, lr 3e-2 / 6e-3) and the
+    fixed tag vectors as attention values; WDHT, which shares the schedule options, keeps its reference's;
+    the reference values are accepted as options."""
     o = create_method("wshrca", bits=8).opts
-    assert (o.epochs, o.warmup_epochs, o.lr_head, o.lr_tag) == (40, 5, 3e-2, 6e-3)
+    assert (o.epochs, o.warmup_epochs, o.lr_head, o.lr_tag, o.values) == (40, 5, 3e-2, 6e-3, "tags")
     d = create_method("wdht", bits=8).opts
     assert (d.epochs, d.warmup_epochs, d.lr_head) == (50, 0, 1e-3)
-    ref = create_method("wshrca", bits=8, epochs=80, warmup_epochs=20, lr_head=1e-3, lr_tag=2e-4).opts
-    assert (ref.epochs, ref.warmup_epochs, ref.lr_head, ref.lr_tag) == (80, 20, 1e-3, 2e-4)
+    ref = create_method("wshrca", bits=8, epochs=80, warmup_epochs=20, lr_head=1e-3, lr_tag=2e-4,
+                        values="projected").opts
+    assert (ref.epochs, ref.warmup_epochs, ref.lr_head, ref.lr_tag, ref.values) == (80, 20, 1e-3, 2e-4, "projected")
 
 
 def test_ablations_and_options() -> None:
     no_attention = fit_small(attention=False, epochs=2)
     assert not any(k.startswith("model.net.refine") for k in no_attention.arrays)
+    selection = {k for k in fit_small(epochs=2).arrays if k.startswith("model.net.refine")}
+    assert selection == {f"model.net.refine.{p}.{t}" for p in ("query", "key") for t in ("weight", "bias")}
+    projected = fit_small(values="projected", epochs=2).arrays
+    assert "model.net.refine.attn.in_proj_weight" in projected and "model.net.refine.ffn.3.weight" in projected
     no_reconstruction = fit_small(reconstruction=False, epochs=2, heads=2, input_norm="center")
     assert no_reconstruction.arrays["model.net.reconstruction.fc.weight"].shape == (30, 16)  # from x, not h
     assert no_reconstruction.meta["heads"] == 2 and np.abs(no_reconstruction.arrays["model.net.prep.mean"]).sum() > 0

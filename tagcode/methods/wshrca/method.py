@@ -125,9 +125,14 @@ class WSHRCA(_TagHashing):
                                                      "32-bit value)")
         loss_weights: tuple[float, float, float] = Field((1.0, 10.0, 1.0), description="λ1, λ2, λ3 of "
                                                                                       "L1, L2, L3")
+        values: Literal["tags", "projected"] = Field(
+            "tags", description="values of the tag attention: the image's own fixed tag vectors, so w stays a "
+                                "weighted mean of its tags (default), or the reference's projected values with "
+                                "output projection and FFN, which training bends toward the codes (README, "
+                                "WSHRCA deviations)")
         heads: int | None = Field(None, ge=1, description="attention heads (None: 3 if they divide the word-vector "
                                                           "width, else 2, else 1)")
-        ffn: int = Field(512, ge=1, description="FFN hidden width")
+        ffn: int = Field(512, ge=1, description="FFN hidden width (values: projected)")
         dropout: float = Field(0.1, ge=0, lt=1, description="attention and FFN dropout")
         lr_head: float = Field(3e-2, ge=0, description="lr of the hash layer and reconstruction block (the "
                                                        "reference: 1e-3, for new layers on a fine-tuned AlexNet)")
@@ -149,7 +154,7 @@ class WSHRCA(_TagHashing):
         o = self.opts
         return WSHRCANet(meta["in_dim"], self.bits, np.zeros((meta["tags"], meta["dim"]), np.float32),
                          heads=meta["heads"], ffn=o.ffn, dropout=o.dropout, attention=o.attention,
-                         reconstruction=o.reconstruction, l2_input=o.input_norm == "center_l2")
+                         values=o.values, reconstruction=o.reconstruction, l2_input=o.input_norm == "center_l2")
 
     def train_loop(self, ctx: TrainContext) -> dict[str, np.ndarray]:
         o, net = self.opts, ctx.model.net
