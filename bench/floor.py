@@ -110,7 +110,8 @@ def write_report(rows: list[dict[str, Any]], path: Path) -> None:
              "`family`: the project protocol (`wsdhq`: AQD mAP@5000, `wshrca`: Hamming mAP@all); `float`: mAP@all "
              "of WSDHQ's float embeddings. Seconds: training only, under `nice -n 15`, 1 torch thread, on the "
              "shared 2-core machine (load average). `code`: the commit whose defaults the cell ran with (the "
-             "WSDHQ quantizer defaults changed in 0e25555, the WSHRCA schedule in dee7817).", "",
+             "WSDHQ quantizer defaults changed in 0e25555, the WSHRCA schedule in dee7817, WSHRCA's attention "
+             "values in ed57359).", "",
              "| cell | method | bits | vectors | options | seed | probe | family | float | train s | load | code |",
              "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in latest.values():
