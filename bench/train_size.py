@@ -31,8 +31,8 @@ from tagcode.methods.trainset import TrainSet, load_trainset
 
 # (line label, method, bits, embedding variant: None = the main one): one line of the plot each
 LINES: tuple[tuple[str, str, int, str | None], ...] = (
-    ("WSDHQ 32 (GloVe)", "wsdhq", 32, None),
-    ("WSDHQ 32 (MiniLM)", "wsdhq", 32, "minilm"),
+    ("WSDHQ 32 (GloVe)", "wsdhq", 32, "glove"),
+    ("WSDHQ 32 (MiniLM)", "wsdhq", 32, None),
     ("PQ 32", "pq", 32, None),
     ("LSQ 32", "lsq", 32, None),
     ("WSHRCA 64 (GloVe)", "wshrca", 64, "raw"),

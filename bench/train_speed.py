@@ -1,12 +1,12 @@
 """Training throughput of WSDHQ, WSHRCA and WDHT on frozen features (images per second), 2 torch threads.
 
-Data: the demo's prepared OpenClipArt set (EfficientNet-Lite0 features, the main GloVe 50-d merged tags for
-WSDHQ, the raw vectors (variant ``raw``) for WSHRCA and WDHT, as params.yaml trains them). Each method trains
-its full default schedule at the demo's code length (WSDHQ 32 bits, the others 64); the per-step log
-callback timestamps every step (step i takes stamp i − stamp i−1; the first step is not timed), so WSHRCA's
-tag and image epochs are timed separately. Throughput = images stepped / seconds; WSDHQ's steps include
-its periodic code and codebook updates (ICM, refit). The machine is shared: the load average before and
-after is recorded with the figures.
+Data: the demo's prepared OpenClipArt set (EfficientNet-Lite0 features, the main MiniLM merged tags for
+WSDHQ, the raw MiniLM vectors (variant ``minilm_raw``) for WSHRCA and WDHT, as params.yaml trains them).
+Each method trains its full default schedule at the demo's code length (WSDHQ 32 bits, the others 64); the
+per-step log callback timestamps every step (step i takes stamp i − stamp i−1; the first step is not
+timed), so WSHRCA's tag and image epochs are timed separately. Throughput = images stepped / seconds;
+WSDHQ's steps include its periodic code and codebook updates (ICM, refit). The machine is shared: the load
+average before and after is recorded with the figures.
 
 Run: ``.venv/bin/python bench/train_speed.py [data dir]`` (default ``data``); writes
 ``bench/results/train_speed.{md,json}``.
@@ -28,7 +28,8 @@ from tagcode.methods.trainset import load_trainset
 
 OUT = Path(__file__).resolve().parent / "results"
 THREADS = 2
-CELLS = (("wsdhq", 32, None), ("wshrca", 64, "raw"), ("wdht", 64, "raw"))  # method, bits, embed_tags variant
+# method, bits, embed_tags variant
+CELLS = (("wsdhq", 32, None), ("wshrca", 64, "minilm_raw"), ("wdht", 64, "minilm_raw"))
 
 
 def bench(method: str, bits: int, embedding: str | None, data: Path) -> dict[str, Any]:

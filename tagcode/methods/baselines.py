@@ -302,13 +302,19 @@ class OPQ(_Quantizer):
 class LSQ(_Quantizer):
     """Local search quantization (faiss ``LocalSearchQuantizer``): M full-dimensional additive codebooks,
     ICM encoding. ``train_iters`` (default 10; faiss's is 25) and ``encode_ils_iters`` (faiss default 16)
-    trade time for quality. Codes are deterministic for a given seed and batch."""
+    trade time for quality. Codes are deterministic for a given seed and batch.
+
+    ``lambd`` is the ridge of the codebook least squares (faiss's default 1e-2). With M·256 codewords
+    fitted to about as many unit-norm training vectors that system is near-singular and the codebooks
+    overfit: LSQ-32 on 1,000 demo images scored 0.123 mAP at 1e-2, 0.230 at 1 (README, Baselines)."""
 
     name = "lsq"
 
     class Options(ThreadOptions):
         train_iters: int = Field(10, ge=1, description="LSQ training iterations (faiss default 25)")
         encode_ils_iters: int = Field(16, ge=1, description="iterated local search steps per encoding")
+        lambd: float = Field(1.0, ge=0, description="ridge of the codebook least-squares update (faiss's default "
+                                                    "1e-2 overfits when the training set is near M × 256 images)")
 
     def _lsq(self, d: int) -> Any:
         """A faiss ``LocalSearchQuantizer`` configured from the options."""
@@ -317,6 +323,7 @@ class LSQ(_Quantizer):
         lsq = faiss.LocalSearchQuantizer(d, self.m, 8)
         lsq.train_iters = int(self.options["train_iters"])
         lsq.encode_ils_iters = int(self.options["encode_ils_iters"])
+        lsq.lambd = float(self.options["lambd"])
         lsq.random_seed = self.seed
         lsq.nperts = min(lsq.nperts, self.m)  # perturb at most M codes per step
         return lsq
