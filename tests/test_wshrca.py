@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from tagcode.errors import TagcodeError
-from tagcode.methods import Method, create_method
+from tagcode.methods import Method, create_method, load_method
 from tagcode.methods.trainset import TrainSet
 from tagcode.methods.wshrca.losses import CrossModalHinge, PairwiseL1, Quantization, WSHRCALoss
 from tagcode.methods.wshrca.model import PaddedTags, TagRefinement, TagSelection, WSHRCANet
@@ -301,6 +301,19 @@ def test_ablations_and_options() -> None:
         create_method("wshrca", bits=12)
     with pytest.raises(TagcodeError, match="at least 2 training images with tags"):
         create_method("wshrca", bits=8).fit(clustered_trainset(n=8, n_untagged=7))
+
+
+def test_a_model_whose_options_build_another_network_is_a_one_line_error(tmp_path: Path) -> None:
+    """A model saved with the reference's tag module, read with a config that lacks ``values`` (as one saved
+    before the option existed): the tensors do not fit the default module, and the error names the first."""
+    fit_small(values="projected", epochs=1).save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["options"]["values"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TagcodeError, match=r"do not fit the network its options build: net\.refine\.attn\.in_proj_bias "
+                                           r"\(saved \(90,\), built none\);.* and 8 more; .*retrain it") as err:
+        load_method(tmp_path / "m")
+    assert "\n" not in str(err.value)
 
 
 def test_end_to_end_mode_fine_tunes_the_backbone_on_images(tmp_path: Path) -> None:

@@ -193,6 +193,15 @@ class TorchMethod(Method):
         model = _Model(trunk, self.build(self.meta))
         state = {k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in self.arrays.items()
                  if k.startswith("model.")}
+        built = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        saved = {k: tuple(v.shape) for k, v in state.items()}
+        if built != saved:
+            misfit = [f"{k} (saved {saved.get(k, 'none')}, built {built.get(k, 'none')})"
+                      for k in sorted(built.keys() | saved.keys()) if built.get(k) != saved.get(k)]
+            more = f" and {len(misfit) - 4} more" if len(misfit) > 4 else ""
+            raise TagcodeError(f"{self.name}: the saved tensors do not fit the network its options build: "
+                               f"{'; '.join(misfit[:4])}{more}; saved by another tagcode version or with other "
+                               "options, retrain it")
         model.load_state_dict(state)
         self.model = model.eval()
 
